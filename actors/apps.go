@@ -1,0 +1,52 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/threatbus/threatbus/messages"
+	"github.com/threatbus/threatbus/plugins"
+)
+
+// appsActor supervises the app actors and the subscribers they ask for, and
+// hands snapshot requests to every app that can answer them.
+type appsActor struct {
+	rt           *runtime
+	snapshotters []*actor.PID
+}
+
+func newApps(rt *runtime) actor.Producer {
+	return func() actor.Actor { return &appsActor{rt: rt} }
+}
+
+func (a *appsActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *spawnSubscriber:
+		if m.replyTo == nil {
+			m.replyTo = ctx.Sender()
+		}
+		ctx.SpawnPrefix(a.rt.props("subscriber", newSubscriber(a.rt, m), nil), m.owner+"/sub-")
+	case *ping:
+		ctx.Respond(&pong{})
+	case *messages.SnapshotRequest:
+		for _, pid := range a.snapshotters {
+			ctx.Send(pid, m)
+		}
+	case *actor.Started:
+		a.snapshotters = nil
+		for _, in := range a.rt.cfg.Apps {
+			app := in.Plugin.(plugins.App)
+			pid, err := ctx.SpawnNamed(a.rt.props("app/"+in.Name, newApp(a.rt, in.Name, app), nil), in.Name)
+			if err != nil {
+				panic(err)
+			}
+			if _, ok := app.(plugins.Snapshotter); ok {
+				a.snapshotters = append(a.snapshotters, pid)
+			}
+		}
+	case *actor.Terminated:
+		// An app the supervisor gave up on, or a finished subscriber.
+	case *actor.Stopping, *actor.Stopped, *actor.Restarting:
+	default:
+		a.rt.unexpected("apps", m)
+	}
+}

@@ -1,0 +1,205 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+
+	"github.com/threatbus/threatbus/internal/config"
+	"github.com/threatbus/threatbus/plugins"
+)
+
+// Daemon is a running bus: an actor system and the tree under the daemon
+// actor.
+type Daemon struct {
+	rt       *runtime
+	pid      *actor.PID
+	sub      *eventstream.Subscription
+	restarts *tally
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// daemonActor is the top of the tree. It supervises the bus with a strategy
+// that always restarts, and is itself supervised by a guardian that does the
+// same: no failure escalates out of the process.
+type daemonActor struct{ rt *runtime }
+
+func (d *daemonActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if _, err := ctx.SpawnNamed(d.rt.props("bus", newBus(d.rt), coreStrategy()), "bus"); err != nil {
+			panic(err)
+		}
+	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
+	default:
+		d.rt.unexpected("daemon", m)
+	}
+}
+
+type ping struct{}
+type pong struct{}
+
+// Start builds the actor tree for cfg and returns once every plugin actor has
+// been spawned. It does not wait for plugins to connect.
+func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	if cfg.Backbone.Plugin == nil {
+		return nil, errors.New("actors: no backbone configured")
+	}
+	if _, ok := cfg.Backbone.Plugin.(plugins.Backbone); !ok {
+		return nil, fmt.Errorf("actors: %s is not a backbone", cfg.Backbone.Name)
+	}
+	for _, a := range cfg.Apps {
+		if _, ok := a.Plugin.(plugins.App); !ok {
+			return nil, fmt.Errorf("actors: %s is not an app", a.Name)
+		}
+	}
+	libLog := slog.New(minLevel{Handler: log.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }))
+	rt := &runtime{
+		system: system,
+		cfg:    cfg,
+		log:    log,
+		ids:    newIDGen(),
+		faults: newTally(log, "bad input or unexpected message ignored"),
+		drops:  newTally(log, "message dropped"),
+		panics: newTally(nil, ""),
+		router: system.NewLocalPID(routerID),
+		apps:   system.NewLocalPID(appsID),
+		bus:    system.NewLocalPID(busID),
+	}
+	d := &Daemon{rt: rt, restarts: newTally(nil, "")}
+	d.sub = system.EventStream.Subscribe(func(evt any) {
+		if se, ok := evt.(*actor.SupervisorEvent); ok {
+			d.restarts.add(se.Child.Id)
+			log.Warn("supervisor acted on a failed actor", "actor", se.Child.Id, "directive", se.Directive.String(), "reason", fmt.Sprint(se.Reason))
+		}
+	})
+	props := rt.props("daemon", func() actor.Actor { return &daemonActor{rt: rt} }, coreStrategy())
+	pid, err := system.Root.WithGuardian(coreStrategy()).SpawnNamed(props, daemonID)
+	if err != nil {
+		system.EventStream.Unsubscribe(d.sub)
+		system.Shutdown()
+		return nil, fmt.Errorf("actors: spawn daemon: %w", err)
+	}
+	d.pid = pid
+	// The apps actor answers once its Started, which spawns every app, ran.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := system.Root.RequestFuture(rt.apps, &ping{}, time.Second).Result()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = d.Stop(context.Background())
+			return nil, fmt.Errorf("actors: the actor tree did not come up: %w", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return d, nil
+}
+
+// Stop drains and stops the bus: it waits until every message published
+// before the call has been handed to its subscribers' sinks (or ctx ends),
+// then stops the tree from the top and shuts the actor system down.
+func (d *Daemon) Stop(ctx context.Context) error {
+	d.stopOnce.Do(func() { d.stopErr = d.stop(ctx) })
+	return d.stopErr
+}
+
+func (d *Daemon) stop(ctx context.Context) error {
+	root := d.rt.system.Root
+	var errs []error
+	if err := d.drain(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain: %w", err))
+	}
+	if err := root.PoisonFuture(d.pid).Wait(); err != nil {
+		errs = append(errs, fmt.Errorf("stop actors: %w", err))
+	}
+	d.rt.system.EventStream.Unsubscribe(d.sub)
+	d.rt.system.Shutdown()
+	return errors.Join(errs...)
+}
+
+// drain pushes a flush barrier through the router and the backbone, then
+// through every subscriber's outbox.
+func (d *Daemon) drain(ctx context.Context) error {
+	root := d.rt.system.Root
+	res, err := root.RequestFuture(d.rt.router, &flushRequest{}, requestTimeout(ctx)).Result()
+	if err != nil {
+		return err
+	}
+	subs := res.(*flushResponse).subscribers
+	futures := make([]*actor.Future, len(subs))
+	for i, pid := range subs {
+		futures[i] = root.RequestFuture(pid, &flushRequest{}, requestTimeout(ctx))
+	}
+	var errs []error
+	for i, f := range futures {
+		if err := f.Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("subscriber %s: %w", subs[i].Id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Subscribers returns the number of subscriptions in force.
+func (d *Daemon) Subscribers(ctx context.Context) (int, error) {
+	res, err := d.rt.system.Root.RequestFuture(d.rt.router, &countSubscribers{}, requestTimeout(ctx)).Result()
+	if err != nil {
+		return 0, err
+	}
+	return res.(int), nil
+}
+
+// KillSubscription stops a subscription's actor without unsubscribing it
+// first: what the router sees when a subscriber dies. It exists for fault
+// tests; plugins end subscriptions with Close.
+func (d *Daemon) KillSubscription(sub plugins.Subscription) error {
+	s, ok := sub.(*subscription)
+	if !ok {
+		return fmt.Errorf("actors: %T is not a subscription of this bus", sub)
+	}
+	return d.rt.system.Root.StopFuture(s.pid).Wait()
+}
+
+// Stats are the daemon's counters.
+type Stats struct {
+	// Faults counts bad input and unexpected messages, by cause.
+	Faults map[string]uint64
+	// Drops counts accepted messages that were not delivered, by reason.
+	Drops map[string]uint64
+	// Panics counts recovered panics, by actor.
+	Panics map[string]uint64
+	// Restarts counts supervisor decisions, by actor id.
+	Restarts map[string]uint64
+}
+
+// Stats returns the current counters.
+func (d *Daemon) Stats() Stats {
+	return Stats{Faults: d.rt.faults.snapshot(), Drops: d.rt.drops.snapshot(), Panics: d.rt.panics.snapshot(), Restarts: d.restarts.snapshot()}
+}
+
+// minLevel drops records below min: protoactor logs routine events at INFO.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(a), min: h.min}
+}
+
+func (h minLevel) WithGroup(n string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(n), min: h.min}
+}

@@ -1,0 +1,88 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/threatbus/threatbus/internal/config"
+)
+
+// Well-known actor ids. Child ids are their parent's id, a slash and their
+// name, and restarts keep ids, so these stay valid for the daemon's life.
+const (
+	daemonID   = "daemon"
+	busID      = daemonID + "/bus"
+	routerID   = busID + "/router"
+	backboneID = routerID + "/backbone"
+	appsID     = busID + "/apps"
+)
+
+// runtime is what every actor of one daemon shares: immutable after Start,
+// apart from the tallies, which are safe for concurrent use.
+type runtime struct {
+	system *actor.ActorSystem
+	cfg    *config.Config
+	log    *slog.Logger
+	ids    *idGen
+	// faults counts bad input and unexpected messages, by cause.
+	faults *tally
+	// drops counts messages the bus accepted and then could not deliver, by
+	// reason.
+	drops *tally
+	// panics counts recovered panics, by actor.
+	panics *tally
+
+	router, apps, bus *actor.PID
+}
+
+// unexpected records a message an actor has no handler for: counted and
+// logged once per actor and type, never a crash.
+func (rt *runtime) unexpected(who string, msg any) {
+	rt.faults.add(fmt.Sprintf("unexpected_message:%s:%T", who, msg), "actor", who)
+}
+
+// requestTimeout is the time a request from outside the actors may take:
+// ctx's deadline, or a default that keeps a stuck actor from hanging a caller.
+func requestTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			return d
+		}
+		return time.Millisecond
+	}
+	return 10 * time.Second
+}
+
+// recoverMiddleware logs a panic with its stack (protoactor logs it without
+// one, at INFO) and re-panics so supervision handles it.
+func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			defer func() {
+				if r := recover(); r != nil {
+					rt.panics.add(who)
+					rt.log.Error("actor panicked; its supervisor decides what happens next",
+						"actor", who, "panic", fmt.Sprint(r), "message", fmt.Sprintf("%T", env.Message),
+						"stack", string(debug.Stack()))
+					panic(r)
+				}
+			}()
+			next(c, env)
+		}
+	}
+}
+
+// props builds the props of one of our actors: the recovery middleware, and
+// the supervision strategy for its children.
+func (rt *runtime) props(who string, producer actor.Producer, children actor.SupervisorStrategy) *actor.Props {
+	opts := []actor.PropsOption{actor.WithReceiverMiddleware(rt.recoverMiddleware(who))}
+	if children != nil {
+		opts = append(opts, actor.WithSupervisor(children))
+	}
+	return actor.PropsFromProducer(producer, opts...)
+}

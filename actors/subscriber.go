@@ -1,0 +1,277 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/threatbus/threatbus/messages"
+	"github.com/threatbus/threatbus/plugins"
+)
+
+// Reasons a subscriber drops a message, as counted.
+const (
+	dropOverflow  = "overflow"
+	dropSinkError = "sink_error"
+	dropClosed    = "closed"
+	dropShutdown  = "shutdown"
+)
+
+var dropReasons = []string{dropOverflow, dropSinkError, dropClosed, dropShutdown}
+
+// subState is what a subscription's handle and its actor share: counters and
+// the current topics, all atomic.
+type subState struct {
+	name       string
+	topics     atomic.Pointer[[]string]
+	delivered  atomic.Uint64
+	enqueued   atomic.Uint64
+	dequeued   atomic.Uint64
+	dropped    [4]atomic.Uint64 // indexed like dropReasons
+	snapshotID atomic.Pointer[string]
+}
+
+func (s *subState) drop(reason string, n uint64) {
+	for i, r := range dropReasons {
+		if r == reason {
+			s.dropped[i].Add(n)
+		}
+	}
+}
+
+func (s *subState) stats() plugins.SubscriptionStats {
+	st := plugins.SubscriptionStats{Delivered: s.delivered.Load(), Dropped: map[string]uint64{}}
+	for i, r := range dropReasons {
+		if n := s.dropped[i].Load(); n > 0 {
+			st.Dropped[r] = n
+		}
+	}
+	st.Queued = int(s.enqueued.Load() - s.dequeued.Load())
+	return st
+}
+
+// wants reports whether the subscription still holds a prefix of topic, so
+// that nothing of an unsubscribed topic reaches the sink, even if it was
+// already queued.
+func (s *subState) wants(topic string) bool {
+	for _, t := range *s.topics.Load() {
+		if strings.HasPrefix(topic, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// outItem is one entry of the outbox: a message, or a flush marker.
+type outItem struct {
+	env     *messages.Envelope
+	flushed *actor.PID // for a marker: who to tell once everything before it is out
+}
+
+// subscriberActor is one subscription. Its mailbox is the outq: the router
+// sends it Deliver and never waits. It moves messages into a bounded outbox
+// that a writer goroutine drains into the plugin's sink at the sink's pace,
+// dropping the oldest message (counted) when the sink falls behind.
+type subscriberActor struct {
+	rt      *runtime
+	state   *subState
+	sink    plugins.Sink
+	seconds int64
+	replyTo *actor.PID // the Subscribe call waiting for the ack
+
+	outbox  chan outItem
+	cancel  context.CancelFunc
+	done    chan struct{}
+	discard atomic.Bool // stopping because the subscription was closed; read by the writer
+}
+
+// spawnSubscriber asks the apps actor for a subscriber; the subscriber
+// answers replyTo with subscriberReady once the router has acknowledged it.
+type spawnSubscriber struct {
+	owner   string
+	req     plugins.SubscribeRequest
+	replyTo *actor.PID
+}
+
+type subscriberReady struct {
+	pid   *actor.PID
+	state *subState
+}
+
+// closeSubscription ends a subscription, discarding what is queued.
+type closeSubscription struct{}
+
+type subscriptionClosed struct{}
+
+func newSubscriber(rt *runtime, m *spawnSubscriber) actor.Producer {
+	st := &subState{name: m.req.Name}
+	topics := append([]string{}, m.req.Topics...)
+	st.topics.Store(&topics)
+	replyTo := m.replyTo
+	return func() actor.Actor {
+		a := &subscriberActor{rt: rt, state: st, sink: m.req.Sink, seconds: int64(m.req.Snapshot / time.Second), replyTo: replyTo}
+		replyTo = nil // a restarted subscriber re-subscribes without a snapshot or a reply
+		return a
+	}
+}
+
+func (s *subscriberActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *messages.Deliver:
+		if !s.state.wants(m.Envelope.Topic) {
+			return
+		}
+		s.enqueue(outItem{env: m.Envelope})
+	case *messages.Subscribed:
+		if m.SnapshotId != "" {
+			id := m.SnapshotId
+			s.state.snapshotID.Store(&id)
+		}
+		if s.replyTo != nil {
+			ctx.Send(s.replyTo, &subscriberReady{pid: ctx.Self(), state: s.state})
+			s.replyTo = nil
+		}
+	case *messages.Unsubscribe:
+		remove := map[string]bool{}
+		for _, t := range m.Topics {
+			remove[t] = true
+		}
+		var keep []string
+		if len(m.Topics) > 0 {
+			for _, t := range *s.state.topics.Load() {
+				if !remove[t] {
+					keep = append(keep, t)
+				}
+			}
+		}
+		s.state.topics.Store(&keep)
+		m.Subscriber = ctx.Self()
+		ctx.Forward(s.rt.router) // the router answers the caller
+	case *closeSubscription:
+		s.discard.Store(true)
+		ctx.Respond(&subscriptionClosed{})
+		ctx.Stop(ctx.Self())
+	case *flushRequest:
+		s.enqueue(outItem{flushed: ctx.Sender()})
+	case *actor.Started:
+		s.startWriter()
+		seconds := s.seconds
+		if s.replyTo == nil {
+			seconds = 0
+		}
+		ctx.Request(s.rt.router, &messages.Subscribe{Topics: *s.state.topics.Load(), Subscriber: ctx.Self(), SnapshotSeconds: seconds})
+	case *actor.Stopping, *actor.Restarting:
+		s.stopWriter()
+	case *actor.Stopped:
+	case *messages.Unsubscribed:
+	default:
+		s.rt.unexpected("subscriber", m)
+	}
+}
+
+// enqueue adds to the outbox, dropping the oldest entry when it is full. Only
+// this actor adds, so after taking one out there is room.
+func (s *subscriberActor) enqueue(it outItem) {
+	for {
+		select {
+		case s.outbox <- it:
+			if it.env != nil {
+				s.state.enqueued.Add(1)
+			}
+			return
+		default:
+		}
+		select {
+		case old := <-s.outbox:
+			s.retire(old, dropOverflow)
+		default:
+		}
+	}
+}
+
+// retire accounts for an entry that leaves the outbox without reaching the
+// sink. A flush marker is answered: what came before it is gone.
+func (s *subscriberActor) retire(it outItem, reason string) {
+	if it.flushed != nil {
+		s.rt.system.Root.Send(it.flushed, &flushed{})
+		return
+	}
+	s.state.dequeued.Add(1)
+	s.state.drop(reason, 1)
+	s.rt.drops.add(reason, "subscription", s.state.name)
+}
+
+type flushed struct{}
+
+func (s *subscriberActor) startWriter() {
+	s.outbox = make(chan outItem, s.rt.cfg.Bus.Outbox)
+	var ctx context.Context
+	ctx, s.cancel = context.WithCancel(context.Background())
+	s.done = make(chan struct{})
+	go s.write(ctx, s.outbox, s.done)
+}
+
+// write is the writer goroutine: it owns the sink.
+func (s *subscriberActor) write(ctx context.Context, outbox <-chan outItem, done chan<- struct{}) {
+	defer close(done)
+	for it := range outbox {
+		if it.flushed != nil {
+			s.rt.system.Root.Send(it.flushed, &flushed{})
+			continue
+		}
+		if ctx.Err() != nil {
+			reason := dropShutdown
+			if s.discard.Load() {
+				reason = dropClosed
+			}
+			s.retire(it, reason)
+			continue
+		}
+		s.state.dequeued.Add(1)
+		if !s.state.wants(it.env.Topic) {
+			continue
+		}
+		if err := s.callSink(ctx, it.env); err != nil {
+			s.state.drop(dropSinkError, 1)
+			s.rt.drops.add(dropSinkError, "subscription", s.state.name, "error", err)
+			continue
+		}
+		s.state.delivered.Add(1)
+	}
+}
+
+func (s *subscriberActor) callSink(ctx context.Context, env *messages.Envelope) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.rt.panics.add("sink:" + s.state.name)
+			s.rt.log.Error("subscription sink panicked", "subscription", s.state.name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("sink panicked: %v", r)
+		}
+	}()
+	return s.sink(ctx, env)
+}
+
+// stopWriter ends the writer: at once when the subscription was closed,
+// after draining the outbox (bounded by the drain timeout) otherwise.
+func (s *subscriberActor) stopWriter() {
+	if s.outbox == nil {
+		return
+	}
+	if s.discard.Load() {
+		s.cancel()
+	}
+	close(s.outbox)
+	select {
+	case <-s.done:
+	case <-time.After(s.rt.cfg.Bus.DrainTimeout.D()):
+		s.cancel()
+		<-s.done
+	}
+	s.cancel()
+	s.outbox = nil
+}

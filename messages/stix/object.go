@@ -1,0 +1,252 @@
+package stix
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Common holds the properties every STIX object has (and the bus checks).
+type Common struct {
+	Type        string
+	SpecVersion string
+	ID          string
+	Created     time.Time
+	Modified    time.Time
+}
+
+// Message is what Decode returns: one of *Indicator, *Sighting,
+// *SnapshotRequest or *SnapshotEnvelope.
+type Message interface {
+	// MessageType is the "type" property.
+	MessageType() string
+	// Bytes is the message exactly as received or created.
+	Bytes() []byte
+}
+
+// Decode decodes and validates any message the bus routes, dispatching on its
+// "type". Types without a topic yield ErrUnknownType.
+func Decode(b []byte) (Message, error) {
+	typ, _, err := Peek(b)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case TypeIndicator:
+		return DecodeIndicator(b)
+	case TypeSighting:
+		return DecodeSighting(b)
+	case TypeSnapshotRequest:
+		return DecodeSnapshotRequest(b)
+	case TypeSnapshotEnvelope:
+		return DecodeSnapshotEnvelope(b)
+	}
+	return nil, fmt.Errorf("%w %q", ErrUnknownType, typ)
+}
+
+// Indices of the common properties in every per-type field table.
+const (
+	fType = iota
+	fSpecVersion
+	fID
+	fCreated
+	fModified
+	numCommon
+)
+
+func commonField(name []byte) int {
+	switch string(name) {
+	case "type":
+		return fType
+	case "spec_version":
+		return fSpecVersion
+	case "id":
+		return fID
+	case "created":
+		return fCreated
+	case "modified":
+		return fModified
+	}
+	return -1
+}
+
+// collect stores the raw values of the properties that index() knows into
+// dst. Everything else is only syntax-checked and stays in the raw bytes.
+func collect(object string, b []byte, index func([]byte) int, names []string, dst [][]byte) error {
+	m, err := newMembers(b)
+	if err != nil {
+		return err
+	}
+	for {
+		key, esc, val, ok, err := m.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		k := index(unescapeKey(key, esc))
+		if k < 0 {
+			continue
+		}
+		if dst[k] != nil {
+			return fieldErr(object, names[k], "appears more than once")
+		}
+		dst[k] = val
+	}
+}
+
+var errMissing = errors.New("required but missing")
+
+func stringField(object, name string, raw []byte, required bool) (string, error) {
+	if raw == nil {
+		if required {
+			return "", &FieldError{Object: object, Field: name, Err: errMissing}
+		}
+		return "", nil
+	}
+	s, ok := decodeString(raw)
+	if !ok {
+		return "", fieldErr(object, name, "must be a string, got %s", jsonKind(raw))
+	}
+	return s, nil
+}
+
+func timeField(object, name string, raw []byte, required bool) (time.Time, error) {
+	if raw == nil && !required {
+		return time.Time{}, nil
+	}
+	s, err := stringField(object, name, raw, required)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, err := ParseTimestamp(s)
+	if err != nil {
+		return time.Time{}, &FieldError{Object: object, Field: name, Err: err}
+	}
+	return t, nil
+}
+
+func (c *Common) decode(object string, raw [][]byte) error {
+	var err error
+	if c.Type, err = stringField(object, "type", raw[fType], true); err != nil {
+		return err
+	}
+	if c.Type != object {
+		return fieldErr(object, "type", "is %q, want %q", c.Type, object)
+	}
+	if c.SpecVersion, err = stringField(object, "spec_version", raw[fSpecVersion], true); err != nil {
+		return err
+	}
+	if c.SpecVersion != "2.1" {
+		return fieldErr(object, "spec_version", "is %q, want \"2.1\"", c.SpecVersion)
+	}
+	if c.ID, err = stringField(object, "id", raw[fID], true); err != nil {
+		return err
+	}
+	if err := checkIdentifier(c.ID, object); err != nil {
+		return &FieldError{Object: object, Field: "id", Err: err}
+	}
+	if c.Created, err = timeField(object, "created", raw[fCreated], true); err != nil {
+		return err
+	}
+	if c.Modified, err = timeField(object, "modified", raw[fModified], true); err != nil {
+		return err
+	}
+	if c.Modified.Before(c.Created) {
+		return fieldErr(object, "modified", "is before created; STIX requires modified >= created")
+	}
+	return nil
+}
+
+// checkIdentifier validates a STIX identifier "<type>--<UUID>". wantType ""
+// accepts any object type. UUID versions 1 to 5 are accepted on input (older
+// producers use v1/v5); the bus itself only emits v4.
+func checkIdentifier(id, wantType string) error {
+	typ, u, ok := strings.Cut(id, "--")
+	if !ok {
+		return fmt.Errorf("%q is not of the form <type>--<UUID>", id)
+	}
+	if wantType != "" && typ != wantType {
+		return fmt.Errorf("%q must start with %q", id, wantType+"--")
+	}
+	if !validObjectType(typ) {
+		return fmt.Errorf("%q: %q is not a valid STIX object type", id, typ)
+	}
+	if !validUUID(u) {
+		return fmt.Errorf("%q: %q is not an RFC 4122 UUID of version 1 to 5", id, u)
+	}
+	return nil
+}
+
+// validObjectType follows the STIX type rule: lower-case letters, digits
+// and single hyphens, starting with a letter and not ending in a hyphen, 3
+// to 250 characters.
+func validObjectType(t string) bool {
+	if len(t) < 3 || len(t) > 250 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z':
+		case '0' <= c && c <= '9':
+			if i == 0 {
+				return false
+			}
+		case c == '-':
+			if i == 0 || t[i-1] == '-' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return t[len(t)-1] != '-'
+}
+
+func validUUID(u string) bool {
+	if len(u) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := u[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		case 14:
+			if c < '1' || c > '5' {
+				return false
+			}
+		case 19:
+			switch c {
+			case '8', '9', 'a', 'b', 'A', 'B':
+			default:
+				return false
+			}
+		default:
+			if !isHex(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func newID(typ string) (string, error) {
+	u, err := uuid.NewRandom()
+	if err != nil {
+		return "", fmt.Errorf("stix: generate %s id: %w", typ, err)
+	}
+	return typ + "--" + u.String(), nil
+}
+
+// NewSnapshotID returns a fresh id for a snapshot round (a UUIDv4).
+func NewSnapshotID() string {
+	return uuid.NewString()
+}

@@ -1,0 +1,453 @@
+package stix
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// MaxPatternDepth bounds the nesting of parentheses and brackets. The
+// parser recurses once per level, so without a bound a pattern of a million
+// '(' would exhaust the stack; real patterns nest a handful of levels.
+const MaxPatternDepth = 256
+
+type parser struct {
+	lx    lexer
+	tok   token
+	depth int
+	err   *PatternError
+}
+
+// Parse parses a STIX 2.1 pattern. It accepts exactly the OASIS grammar
+// (STIXPattern.g4) plus the checks of the OASIS validator: no qualifier kind
+// twice on one bracketed observation, and well-formed values for known hash
+// algorithms. Timestamps must also exist on the calendar (no February 30),
+// which the grammar alone does not check. Errors are *PatternError.
+func Parse(s string) (*Pattern, error) {
+	p := &parser{lx: lexer{src: s}}
+	p.advance()
+	root := p.observationExpressions()
+	if p.err == nil && p.tok.kind != tEOF {
+		p.errorf(p.tok.pos, "unexpected %s after the end of the pattern", describe(p.tok))
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return &Pattern{Root: root}, nil
+}
+
+func (p *parser) advance() {
+	p.tok = p.lx.next()
+	if p.lx.err != nil && p.err == nil {
+		p.err = p.lx.err
+	}
+}
+
+func (p *parser) errorf(off int, format string, args ...any) {
+	if p.err == nil {
+		p.err = newPatternError(p.lx.src, off, fmt.Sprintf(format, args...))
+	}
+	// Park on EOF so that every loop in the parser terminates.
+	p.tok = token{kind: tEOF, pos: len(p.lx.src)}
+	p.lx.pos = len(p.lx.src)
+}
+
+func describe(t token) string {
+	if t.kind == tEOF {
+		return "end of pattern"
+	}
+	return fmt.Sprintf("%q", t.text)
+}
+
+func (p *parser) expect(k tokKind, what string) bool {
+	if p.err != nil {
+		return false
+	}
+	if p.tok.kind != k {
+		p.errorf(p.tok.pos, "expected %s, found %s", what, describe(p.tok))
+		return false
+	}
+	p.advance()
+	return p.err == nil
+}
+
+func (p *parser) enter() bool {
+	p.depth++
+	if p.depth > MaxPatternDepth {
+		p.errorf(p.tok.pos, "nesting deeper than %d levels", MaxPatternDepth)
+		return false
+	}
+	return true
+}
+
+func (p *parser) leave() { p.depth-- }
+
+// observationExpressions: FOLLOWEDBY chain of OR chains of AND chains.
+func (p *parser) observationExpressions() ObservationExpr {
+	return p.obsChain(ObsFollowedBy)
+}
+
+func obsTok(op ObservationOperator) tokKind {
+	switch op {
+	case ObsFollowedBy:
+		return tFOLLOWEDBY
+	case ObsOr:
+		return tOR
+	}
+	return tAND
+}
+
+func (p *parser) obsChain(op ObservationOperator) ObservationExpr {
+	next := func() ObservationExpr {
+		if op == ObsAnd {
+			return p.qualifiedObservation()
+		}
+		return p.obsChain(op + 1)
+	}
+	first := next()
+	if p.err != nil || p.tok.kind != obsTok(op) {
+		return first
+	}
+	chain := &ObservationOp{Op: op, Operands: []ObservationExpr{first}}
+	for p.err == nil && p.tok.kind == obsTok(op) {
+		p.advance()
+		chain.Operands = append(chain.Operands, next())
+	}
+	return chain
+}
+
+// qualifiedObservation: ( '[' comparison ']' | '(' observations ')' ) qualifier*
+func (p *parser) qualifiedObservation() ObservationExpr {
+	if p.err != nil {
+		return nil
+	}
+	var quals *[]Qualifier
+	var node ObservationExpr
+	bracketed := false
+	switch p.tok.kind {
+	case tLBrack:
+		if !p.enter() {
+			return nil
+		}
+		p.advance()
+		o := &Observation{Expr: p.comparisonExpression()}
+		p.expect(tRBrack, "']' to close the observation")
+		p.leave()
+		node, quals, bracketed = o, &o.Qualifiers, true
+	case tLParen:
+		if !p.enter() {
+			return nil
+		}
+		p.advance()
+		g := &ObservationGroup{Expr: p.observationExpressions()}
+		p.expect(tRParen, "')'")
+		p.leave()
+		node, quals = g, &g.Qualifiers
+	default:
+		p.errorf(p.tok.pos, "expected '[' or '(' to start an observation expression, found %s", describe(p.tok))
+		return nil
+	}
+	for p.err == nil {
+		qpos := p.tok.pos
+		var q Qualifier
+		switch p.tok.kind {
+		case tWITHIN:
+			p.advance()
+			if p.tok.kind != tIntPos && p.tok.kind != tFloatPos {
+				p.errorf(p.tok.pos, "expected a positive number of seconds after WITHIN, found %s", describe(p.tok))
+				return nil
+			}
+			q = Qualifier{Kind: QualifierWithin, Value: p.literal()}
+			p.expect(tSECONDS, "SECONDS")
+		case tREPEATS:
+			p.advance()
+			if p.tok.kind != tIntPos {
+				p.errorf(p.tok.pos, "expected a positive integer after REPEATS, found %s", describe(p.tok))
+				return nil
+			}
+			if _, err := strconv.ParseInt(p.tok.val, 10, 64); err != nil {
+				p.errorf(p.tok.pos, "REPEATS count %s out of range", p.tok.text)
+				return nil
+			}
+			q = Qualifier{Kind: QualifierRepeats, Value: p.literal()}
+			p.expect(tTIMES, "TIMES")
+		case tSTART:
+			p.advance()
+			if p.tok.kind != tTimestamp {
+				p.errorf(p.tok.pos, "expected a t'…' timestamp after START, found %s", describe(p.tok))
+				return nil
+			}
+			q = Qualifier{Kind: QualifierStartStop, Start: p.literal()}
+			p.expect(tSTOP, "STOP")
+			if p.err == nil && p.tok.kind != tTimestamp {
+				p.errorf(p.tok.pos, "expected a t'…' timestamp after STOP, found %s", describe(p.tok))
+				return nil
+			}
+			q.Stop = p.literal()
+		default:
+			return node
+		}
+		if p.err != nil {
+			return nil
+		}
+		if bracketed {
+			for _, prev := range *quals {
+				if prev.Kind == q.Kind {
+					p.errorf(qpos, "duplicate %s qualifier on one observation; group it in parentheses to qualify the result again", qualifierName(q.Kind))
+					return nil
+				}
+			}
+		}
+		*quals = append(*quals, q)
+	}
+	return node
+}
+
+func qualifierName(k QualifierKind) string {
+	return [...]string{"WITHIN", "REPEATS", "START/STOP"}[k]
+}
+
+// literal consumes the current literal token.
+func (p *parser) literal() Literal {
+	t := p.tok
+	var kind LiteralKind
+	switch t.kind {
+	case tString:
+		kind = LitString
+	case tIntPos, tIntNeg:
+		kind = LitInt
+	case tFloatPos, tFloatNeg:
+		kind = LitFloat
+	case tBool:
+		kind = LitBool
+	case tBinary:
+		kind = LitBinary
+	case tHex:
+		kind = LitHex
+	case tTimestamp:
+		kind = LitTimestamp
+	default:
+		p.errorf(t.pos, "expected a literal, found %s", describe(t))
+		return Literal{}
+	}
+	p.advance()
+	return Literal{Kind: kind, Raw: t.text, Value: t.val}
+}
+
+func (p *parser) comparisonExpression() ComparisonExpr { return p.cmpChain(BoolOr) }
+
+func (p *parser) cmpChain(op BoolOperator) ComparisonExpr {
+	want := tOR
+	next := func() ComparisonExpr { return p.cmpChain(BoolAnd) }
+	if op == BoolAnd {
+		want = tAND
+		next = p.propTest
+	}
+	first := next()
+	if p.err != nil || p.tok.kind != want {
+		return first
+	}
+	chain := &ComparisonOp{Op: op, Operands: []ComparisonExpr{first}}
+	for p.err == nil && p.tok.kind == want {
+		p.advance()
+		chain.Operands = append(chain.Operands, next())
+	}
+	return chain
+}
+
+func (p *parser) propTest() ComparisonExpr {
+	if p.err != nil {
+		return nil
+	}
+	switch p.tok.kind {
+	case tLParen:
+		if !p.enter() {
+			return nil
+		}
+		p.advance()
+		g := &ComparisonGroup{Expr: p.comparisonExpression()}
+		p.expect(tRParen, "')'")
+		p.leave()
+		return g
+	case tEXISTS:
+		p.advance()
+		return &Comparison{Op: OpExists, Path: p.objectPath()}
+	}
+	c := &Comparison{Path: p.objectPath()}
+	if p.err != nil {
+		return nil
+	}
+	if p.tok.kind == tNOT {
+		c.Negated = true
+		p.advance()
+	}
+	opTok := p.tok
+	switch opTok.kind {
+	case tEQ, tNEQ:
+		c.Op = operatorFor(opTok.kind)
+		p.advance()
+		c.Value = p.primitive(false)
+	case tLT, tLE, tGT, tGE:
+		c.Op = operatorFor(opTok.kind)
+		p.advance()
+		c.Value = p.primitive(true)
+	case tIN:
+		c.Op = OpIn
+		p.advance()
+		c.Set = p.setLiteral()
+	case tLIKE, tMATCHES, tISSUBSET, tISSUPERSET:
+		c.Op = operatorFor(opTok.kind)
+		p.advance()
+		if p.err == nil && p.tok.kind != tString {
+			p.errorf(p.tok.pos, "%s needs a string literal, found %s", opTok.text, describe(p.tok))
+			return nil
+		}
+		c.Value = p.literal()
+	default:
+		p.errorf(opTok.pos, "expected a comparison operator, found %s", describe(opTok))
+		return nil
+	}
+	if p.err != nil {
+		return nil
+	}
+	p.checkHash(c, opTok.pos)
+	return c
+}
+
+func (p *parser) primitive(orderable bool) Literal {
+	if p.err != nil {
+		return Literal{}
+	}
+	if orderable && p.tok.kind == tBool {
+		p.errorf(p.tok.pos, "true/false cannot be ordered")
+		return Literal{}
+	}
+	return p.literal()
+}
+
+func (p *parser) setLiteral() []Literal {
+	if !p.expect(tLParen, "'(' to start the IN set") {
+		return nil
+	}
+	set := []Literal{}
+	if p.tok.kind == tRParen {
+		p.advance()
+		return set
+	}
+	for p.err == nil {
+		set = append(set, p.literal())
+		if p.err != nil || p.tok.kind != tComma {
+			break
+		}
+		p.advance()
+	}
+	p.expect(tRParen, "',' or ')' in the IN set")
+	return set
+}
+
+func (p *parser) checkHash(c *Comparison, pos int) {
+	if c.Op != OpEqual && c.Op != OpNotEqual && c.Op != OpIn {
+		return
+	}
+	h, ok := c.Path.hashAlgoOf()
+	if !ok {
+		return
+	}
+	vals := c.Set
+	if c.Op != OpIn {
+		vals = []Literal{c.Value}
+	}
+	for _, v := range vals {
+		if v.Kind != LitString {
+			continue
+		}
+		if err := h.check(v.Value); err != nil {
+			p.errorf(pos, "%v", err)
+			return
+		}
+	}
+}
+
+// objectPath: type ':' first ( '.' key | '[' index ']' )*
+func (p *parser) objectPath() ObjectPath {
+	var op ObjectPath
+	if p.err != nil {
+		return op
+	}
+	switch p.tok.kind {
+	case tIdent, tIdentHyphen:
+		op.Type = p.tok.text
+		p.advance()
+	default:
+		p.errorf(p.tok.pos, "expected an object type, found %s", describe(p.tok))
+		return op
+	}
+	if !p.expect(tColon, "':' after the object type") {
+		return op
+	}
+	op.Steps = make([]PathStep, 0, 2)
+	switch p.tok.kind {
+	case tIdent, tString:
+		op.Steps = append(op.Steps, PathStep{Kind: StepKey, Key: p.tok.val})
+		p.advance()
+	default:
+		p.errorf(p.tok.pos, "expected a property name (letters, digits, _; quote anything else), found %s", describe(p.tok))
+		return op
+	}
+	for p.err == nil {
+		switch p.tok.kind {
+		case tDot:
+			p.advance()
+			if p.tok.kind != tIdent && p.tok.kind != tString {
+				p.errorf(p.tok.pos, "expected a property name after '.', found %s", describe(p.tok))
+				return op
+			}
+			op.Steps = append(op.Steps, PathStep{Kind: StepKey, Key: p.tok.val})
+			p.advance()
+		case tLBrack:
+			p.advance()
+			switch p.tok.kind {
+			case tAsterisk:
+				op.Steps = append(op.Steps, PathStep{Kind: StepAnyIndex})
+			case tIntPos, tIntNeg:
+				n, err := strconv.ParseInt(p.tok.val, 10, 64)
+				if err != nil {
+					p.errorf(p.tok.pos, "list index %s out of range", p.tok.text)
+					return op
+				}
+				op.Steps = append(op.Steps, PathStep{Kind: StepIndex, Index: n})
+			default:
+				p.errorf(p.tok.pos, "expected an index or '*' in a list step, found %s", describe(p.tok))
+				return op
+			}
+			p.advance()
+			p.expect(tRBrack, "']' to close the list step")
+		default:
+			return op
+		}
+	}
+	return op
+}
+
+func operatorFor(k tokKind) Operator {
+	switch k {
+	case tNEQ:
+		return OpNotEqual
+	case tLT:
+		return OpLess
+	case tLE:
+		return OpLessEqual
+	case tGT:
+		return OpGreater
+	case tGE:
+		return OpGreaterEqual
+	case tLIKE:
+		return OpLike
+	case tMATCHES:
+		return OpMatches
+	case tISSUBSET:
+		return OpIsSubset
+	case tISSUPERSET:
+		return OpIsSuperset
+	}
+	return OpEqual
+}
