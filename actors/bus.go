@@ -30,6 +30,9 @@ type pendingSnapshot struct {
 
 type expireSnapshots struct{}
 
+// countSnapshots asks for the number of snapshots in flight (an int).
+type countSnapshots struct{}
+
 func newBus(rt *runtime) actor.Producer {
 	return func() actor.Actor { return &busActor{rt: rt, snapshots: map[string]*pendingSnapshot{}} }
 }
@@ -63,6 +66,8 @@ func (b *busActor) Receive(ctx actor.Context) {
 		// The bus subscribes to the snapshot topics and handles what it gets
 		// at once: everything before the barrier is done.
 		ctx.Respond(&flushed{})
+	case *countSnapshots:
+		ctx.Respond(len(b.snapshots))
 	case *expireSnapshots:
 		b.expire(time.Now())
 	case *actor.Terminated:
@@ -73,7 +78,7 @@ func (b *busActor) Receive(ctx actor.Context) {
 		}
 	case *messages.Subscribed:
 	case *actor.Started:
-		if _, err := ctx.SpawnNamed(b.rt.props("router", newRouter(b.rt), coreStrategy()), "router"); err != nil {
+		if _, err := ctx.SpawnNamed(b.rt.props("router", newRouter(b.rt), resumeStrategy{}), "router"); err != nil {
 			panic(err)
 		}
 		if _, err := ctx.SpawnNamed(b.rt.props("apps", newApps(b.rt), pluginStrategy()), "apps"); err != nil {

@@ -34,7 +34,7 @@ type daemonActor struct{ rt *runtime }
 func (d *daemonActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		if _, err := ctx.SpawnNamed(d.rt.props("bus", newBus(d.rt), coreStrategy()), "bus"); err != nil {
+		if _, err := ctx.SpawnNamed(d.rt.props("bus", newBus(d.rt), resumeStrategy{}), "bus"); err != nil {
 			panic(err)
 		}
 	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
@@ -81,8 +81,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 			log.Warn("supervisor acted on a failed actor", "actor", se.Child.Id, "directive", se.Directive.String(), "reason", fmt.Sprint(se.Reason))
 		}
 	})
-	props := rt.props("daemon", func() actor.Actor { return &daemonActor{rt: rt} }, coreStrategy())
-	pid, err := system.Root.WithGuardian(coreStrategy()).SpawnNamed(props, daemonID)
+	props := rt.props("daemon", func() actor.Actor { return &daemonActor{rt: rt} }, resumeStrategy{})
+	pid, err := system.Root.WithGuardian(resumeStrategy{}).SpawnNamed(props, daemonID)
 	if err != nil {
 		system.EventStream.Unsubscribe(d.sub)
 		system.Shutdown()
@@ -152,6 +152,15 @@ func (d *Daemon) drain(ctx context.Context) error {
 // Subscribers returns the number of subscriptions in force.
 func (d *Daemon) Subscribers(ctx context.Context) (int, error) {
 	res, err := d.rt.system.Root.RequestFuture(d.rt.router, &countSubscribers{}, requestTimeout(ctx)).Result()
+	if err != nil {
+		return 0, err
+	}
+	return res.(int), nil
+}
+
+// Snapshots returns the number of snapshots in flight.
+func (d *Daemon) Snapshots(ctx context.Context) (int, error) {
+	res, err := d.rt.system.Root.RequestFuture(d.rt.bus, &countSnapshots{}, requestTimeout(ctx)).Result()
 	if err != nil {
 		return 0, err
 	}

@@ -15,13 +15,17 @@
 // Subscribers are children of apps rather than of their app so that an app
 // restart does not end its subscriptions.
 //
-// Supervision policy: panics and failures of a plugin's Run restart the
-// failing actor (the backbone under the router, an app under apps, router
-// and apps under bus); a plugin that fails more than maxRestarts times within
-// restartWindow is stopped and reported, and the rest of the bus keeps going.
-// A plugin failure wrapped in a *ConfigError stops the plugin at once:
-// restarting cannot fix configuration. Every panic is logged once, with its
-// stack, by the recovery middleware.
+// Supervision policy. Plugin actors (the backbone, each app) and subscribers
+// are restarted after a panic or a failed Run: their state is a connection,
+// and a fresh one is the cure. A plugin that fails more than maxRestarts
+// times within restartWindow is stopped and reported, and the rest of the bus
+// keeps going; a failure wrapped in a *ConfigError stops it at once, since
+// restarting cannot fix configuration. The bus's own actors (daemon, bus,
+// router, apps) are resumed instead: their state is the bus's state, and
+// restarting a parent stops its children, which would end every subscription.
+// The daemon's guardian resumes it too, so nothing escalates out of the
+// process. Every panic is logged once, with its stack, by the recovery
+// middleware.
 //
 // This package must not know any plugin: it works from the interfaces of
 // package plugins and the configuration of package config.

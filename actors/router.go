@@ -10,6 +10,10 @@ import (
 // routerActor is the inq: apps send it Publish, it hands them to the
 // backbone, and what the backbone delivers it fans out to the subscribers of
 // this bus. It never blocks: sending to a subscriber only enqueues.
+//
+// A failure of the router resumes it (see the supervision policy in doc.go):
+// a crash while routing one message loses that message and nothing else, and
+// no subscriber has to notice.
 type routerActor struct {
 	rt       *runtime
 	backbone *actor.PID

@@ -58,6 +58,12 @@ func requestTimeout(ctx context.Context) time.Duration {
 	return 10 * time.Second
 }
 
+// crashRequest makes any of our actors panic when it receives it: fault
+// injection, which the daemon only sends when it is enabled.
+type crashRequest struct{ reason string }
+
+func (c *crashRequest) Error() string { return "injected crash: " + c.reason }
+
 // recoverMiddleware logs a panic with its stack (protoactor logs it without
 // one, at INFO) and re-panics so supervision handles it.
 func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
@@ -72,6 +78,9 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 					panic(r)
 				}
 			}()
+			if cr, ok := env.Message.(*crashRequest); ok {
+				panic(cr)
+			}
 			next(c, env)
 		}
 	}

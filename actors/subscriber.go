@@ -76,15 +76,22 @@ type outItem struct {
 // subscriberActor is one subscription. Its mailbox is the outq: the router
 // sends it Deliver and never waits. It moves messages into a bounded outbox
 // that a writer goroutine drains into the plugin's sink at the sink's pace,
-// dropping the oldest message (counted) when the sink falls behind.
+// dropping the oldest message (counted) when the sink falls behind. The
+// outbox and the writer belong to the subscription, not to one incarnation
+// of the actor: a restart keeps both, and only a stop ends them.
 type subscriberActor struct {
+	*outbox
+	rt      *runtime
+	seconds int64
+	replyTo *actor.PID // the Subscribe call waiting for the ack
+}
+
+// outbox is a subscription's queue and writer.
+type outbox struct {
 	rt      *runtime
 	state   *subState
 	sink    plugins.Sink
-	seconds int64
-	replyTo *actor.PID // the Subscribe call waiting for the ack
-
-	outbox  chan outItem
+	ch      chan outItem
 	cancel  context.CancelFunc
 	done    chan struct{}
 	discard atomic.Bool // stopping because the subscription was closed; read by the writer
@@ -112,9 +119,10 @@ func newSubscriber(rt *runtime, m *spawnSubscriber) actor.Producer {
 	st := &subState{name: m.req.Name}
 	topics := append([]string{}, m.req.Topics...)
 	st.topics.Store(&topics)
+	ob := &outbox{rt: rt, state: st, sink: m.req.Sink}
 	replyTo := m.replyTo
 	return func() actor.Actor {
-		a := &subscriberActor{rt: rt, state: st, sink: m.req.Sink, seconds: int64(m.req.Snapshot / time.Second), replyTo: replyTo}
+		a := &subscriberActor{outbox: ob, rt: rt, seconds: int64(m.req.Snapshot / time.Second), replyTo: replyTo}
 		replyTo = nil // a restarted subscriber re-subscribes without a snapshot or a reply
 		return a
 	}
@@ -159,14 +167,17 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 	case *flushRequest:
 		s.enqueue(outItem{flushed: ctx.Sender()})
 	case *actor.Started:
-		s.startWriter()
+		if s.ch == nil {
+			s.startWriter()
+		}
 		seconds := s.seconds
 		if s.replyTo == nil {
 			seconds = 0
 		}
 		ctx.Request(s.rt.router, &messages.Subscribe{Topics: *s.state.topics.Load(), Subscriber: ctx.Self(), SnapshotSeconds: seconds})
-	case *actor.Stopping, *actor.Restarting:
+	case *actor.Stopping:
 		s.stopWriter()
+	case *actor.Restarting:
 	case *actor.Stopped:
 	case *messages.Unsubscribed:
 	default:
@@ -176,10 +187,10 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 
 // enqueue adds to the outbox, dropping the oldest entry when it is full. Only
 // this actor adds, so after taking one out there is room.
-func (s *subscriberActor) enqueue(it outItem) {
+func (s *outbox) enqueue(it outItem) {
 	for {
 		select {
-		case s.outbox <- it:
+		case s.ch <- it:
 			if it.env != nil {
 				s.state.enqueued.Add(1)
 			}
@@ -187,7 +198,7 @@ func (s *subscriberActor) enqueue(it outItem) {
 		default:
 		}
 		select {
-		case old := <-s.outbox:
+		case old := <-s.ch:
 			s.retire(old, dropOverflow)
 		default:
 		}
@@ -196,7 +207,7 @@ func (s *subscriberActor) enqueue(it outItem) {
 
 // retire accounts for an entry that leaves the outbox without reaching the
 // sink. A flush marker is answered: what came before it is gone.
-func (s *subscriberActor) retire(it outItem, reason string) {
+func (s *outbox) retire(it outItem, reason string) {
 	if it.flushed != nil {
 		s.rt.system.Root.Send(it.flushed, &flushed{})
 		return
@@ -208,16 +219,16 @@ func (s *subscriberActor) retire(it outItem, reason string) {
 
 type flushed struct{}
 
-func (s *subscriberActor) startWriter() {
-	s.outbox = make(chan outItem, s.rt.cfg.Bus.Outbox)
+func (s *outbox) startWriter() {
+	s.ch = make(chan outItem, s.rt.cfg.Bus.Outbox)
 	var ctx context.Context
 	ctx, s.cancel = context.WithCancel(context.Background())
 	s.done = make(chan struct{})
-	go s.write(ctx, s.outbox, s.done)
+	go s.write(ctx, s.ch, s.done)
 }
 
 // write is the writer goroutine: it owns the sink.
-func (s *subscriberActor) write(ctx context.Context, outbox <-chan outItem, done chan<- struct{}) {
+func (s *outbox) write(ctx context.Context, outbox <-chan outItem, done chan<- struct{}) {
 	defer close(done)
 	for it := range outbox {
 		if it.flushed != nil {
@@ -245,7 +256,7 @@ func (s *subscriberActor) write(ctx context.Context, outbox <-chan outItem, done
 	}
 }
 
-func (s *subscriberActor) callSink(ctx context.Context, env *messages.Envelope) (err error) {
+func (s *outbox) callSink(ctx context.Context, env *messages.Envelope) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.rt.panics.add("sink:" + s.state.name)
@@ -258,14 +269,14 @@ func (s *subscriberActor) callSink(ctx context.Context, env *messages.Envelope) 
 
 // stopWriter ends the writer: at once when the subscription was closed,
 // after draining the outbox (bounded by the drain timeout) otherwise.
-func (s *subscriberActor) stopWriter() {
-	if s.outbox == nil {
+func (s *outbox) stopWriter() {
+	if s.ch == nil {
 		return
 	}
 	if s.discard.Load() {
 		s.cancel()
 	}
-	close(s.outbox)
+	close(s.ch)
 	select {
 	case <-s.done:
 	case <-time.After(s.rt.cfg.Bus.DrainTimeout.D()):
@@ -273,5 +284,5 @@ func (s *subscriberActor) stopWriter() {
 		<-s.done
 	}
 	s.cancel()
-	s.outbox = nil
+	s.ch = nil
 }

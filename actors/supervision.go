@@ -37,8 +37,15 @@ func pluginStrategy() actor.SupervisorStrategy {
 	return actor.NewOneForOneStrategy(maxRestarts, restartWindow, decide)
 }
 
-// coreStrategy supervises the bus's own actors (bus, router, apps), which
-// must always come back.
-func coreStrategy() actor.SupervisorStrategy {
-	return actor.NewOneForOneStrategy(1<<30, restartWindow, actor.DefaultDecider)
+// resumeStrategy supervises the bus's own actors (daemon, bus, router,
+// apps): a failed child is resumed, not restarted, so it keeps its state and
+// its children, and only the message it failed on is lost. Their state is the
+// bus's state (the subscription table, snapshots in flight) and their
+// children are the plugins and subscribers: restarting a parent stops its
+// children, so a restart would end every subscription and connection.
+type resumeStrategy struct{}
+
+func (resumeStrategy) HandleFailure(system *actor.ActorSystem, supervisor actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
+	system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.ResumeDirective})
+	supervisor.ResumeChildren(child)
 }

@@ -1,0 +1,458 @@
+package actors_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/threatbus/threatbus/actors"
+	"github.com/threatbus/threatbus/internal/config"
+	"github.com/threatbus/threatbus/messages"
+	"github.com/threatbus/threatbus/plugins"
+	"github.com/threatbus/threatbus/plugins/backbones/inmem"
+	"github.com/threatbus/threatbus/tests/bustest"
+)
+
+// TestMain checks that a full start/stop of the tree leaves no goroutine
+// behind. protoactor's dead-letter throttle goroutine lives for the
+// process and is not ours.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottleWithLogger.func1"),
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1"),
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
+	)
+}
+
+func start(t *testing.T, opts bustest.Options) *bustest.Bus {
+	return bustest.Start(t, &inmem.Backbone{}, opts)
+}
+
+func TestEnvelopeIsVersionedProtobuf(t *testing.T) {
+	env := &messages.Envelope{Version: messages.EnvelopeVersion_ENVELOPE_VERSION_1, Id: "a-1", Topic: messages.TopicIndicator,
+		Type: messages.TypeIndicator, Payload: []byte(`{"type":"indicator","x":1}`), Origin: "zmq"}
+	b, err := proto.Marshal(&messages.Publish{Envelope: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back messages.Publish
+	if err := proto.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(back.Envelope, env) || back.Envelope.Validate() != nil {
+		t.Fatalf("round trip: %v", back.Envelope)
+	}
+	for name, bad := range map[string]*messages.Envelope{
+		"no version":     {Id: "x", Topic: messages.TopicIndicator, Type: messages.TypeIndicator, Payload: []byte("{}")},
+		"no id":          {Version: 1, Topic: messages.TopicIndicator, Type: messages.TypeIndicator, Payload: []byte("{}")},
+		"topic mismatch": {Version: 1, Id: "x", Topic: messages.TopicIndicator, Type: messages.TypeSighting, Payload: []byte("{}")},
+		"unknown type":   {Version: 1, Id: "x", Topic: "x", Type: "identity", Payload: []byte("{}")},
+		"no payload":     {Version: 1, Id: "x", Topic: messages.TopicIndicator, Type: messages.TypeIndicator},
+	} {
+		if bad.Validate() == nil {
+			t.Errorf("%s: Validate accepted it", name)
+		}
+	}
+}
+
+// TestBadInputIsCountedAndLoggedOnce: malformed envelopes and messages of
+// unknown types reaching actors are counted and logged once per cause; the
+// tree keeps working.
+func TestBadInputIsCountedAndLoggedOnce(t *testing.T) {
+	var logBuf syncBuffer
+	b := start(t, bustest.Options{Log: &logBuf})
+	rec := bustest.NewRecorder("sub")
+	b.Subscribe(t, rec, "")
+	for i := 0; i < 5; i++ {
+		b.Daemon.SendTo("router", &messages.Publish{Envelope: &messages.Envelope{Id: "x"}})
+		b.Daemon.SendTo("router", &messages.Deliver{})
+		b.Daemon.SendTo("router", "a string")
+		b.Daemon.SendTo("bus", 42)
+		b.Daemon.SendTo("apps", struct{}{})
+	}
+	if err := b.Bus.Publish(context.Background(), []byte(`{"type":"identity","id":"identity--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"}`)); !errors.Is(err, messages.ErrUnknownType) {
+		t.Fatalf("publish of an identity: %v, want ErrUnknownType", err)
+	}
+	if err := b.Bus.Publish(context.Background(), []byte(`{"type":`)); err == nil {
+		t.Fatal("publish of truncated JSON succeeded")
+	}
+	b.Publish(t, bustest.Indicator(t, 1))
+	rec.WaitLen(t, 1)
+
+	want := map[string]uint64{
+		"router:invalid_publish":            5,
+		"router:invalid_delivery":           5,
+		"unexpected_message:router:string":  5,
+		"unexpected_message:bus:int":        5,
+		"unexpected_message:apps:struct {}": 5,
+	}
+	bustest.Eventually(t, "fault counters", func() bool {
+		f := b.Daemon.Stats().Faults
+		for k, v := range want {
+			if f[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+	log := logBuf.String()
+	for cause := range want {
+		if n := strings.Count(log, "cause=\""+cause+"\"") + strings.Count(log, "cause="+cause+" "); n != 1 {
+			t.Errorf("cause %s logged %d times, want once\n%s", cause, n, log)
+		}
+	}
+}
+
+// TestCrashedCoreActorsComeBack: the router, the backbone and the bus
+// itself restart after a panic, subscriptions stay in force, and the
+// process is still there.
+func TestCrashedCoreActorsComeBack(t *testing.T) {
+	b := start(t, bustest.Options{})
+	rec := bustest.NewRecorder("sub")
+	b.Subscribe(t, rec, messages.TopicIndicator)
+	seq := 0
+	for _, who := range []string{"router", "backbone", "router", "apps", "bus", "daemon"} {
+		b.Daemon.Crash(who)
+		bustest.Eventually(t, who+" restart", func() bool {
+			for id, n := range b.Daemon.Stats().Restarts {
+				if (id == who || strings.HasSuffix(id, "/"+who)) && n > 0 {
+					return true
+				}
+			}
+			return false
+		})
+		// Messages published after the restart reach the subscriber.
+		b.Publish(t, bustest.Indicator(t, seq))
+		seq++
+		rec.WaitLen(t, seq)
+	}
+	if p := b.Daemon.Stats().Panics; p["router"] != 2 || p["backbone"] != 1 || p["apps"] != 1 || p["bus"] != 1 || p["daemon"] != 1 {
+		t.Fatalf("panics counted: %v", p)
+	}
+}
+
+// failingApp fails its first runs, then serves.
+type failingApp struct {
+	runs     atomic.Int32
+	failures int32
+	panics   bool
+	bus      chan plugins.Bus
+}
+
+func (*failingApp) SampleConfig() string { return "" }
+func (*failingApp) Init() error          { return nil }
+func (a *failingApp) Run(ctx context.Context, bus plugins.Bus) error {
+	n := a.runs.Add(1)
+	if n <= a.failures {
+		if a.panics {
+			panic("boom")
+		}
+		return errors.New("connection lost")
+	}
+	a.bus <- bus
+	<-ctx.Done()
+	return nil
+}
+
+// TestFailingAppIsRestartedAndKeepsSubscriptions: a Run that fails or
+// panics is restarted by supervision; subscriptions made before survive.
+func TestFailingAppIsRestartedAndKeepsSubscriptions(t *testing.T) {
+	for _, panics := range []bool{false, true} {
+		app := &failingApp{failures: 3, panics: panics, bus: make(chan plugins.Bus, 1)}
+		b := start(t, bustest.Options{Apps: []config.Instance{{Kind: plugins.KindApp, Name: "flaky", Plugin: app}}})
+		var bus plugins.Bus
+		select {
+		case bus = <-app.bus:
+		case <-time.After(bustest.Timeout):
+			t.Fatal("flaky app never came up")
+		}
+		if got := app.runs.Load(); got != 4 {
+			t.Fatalf("Run called %d times, want 4", got)
+		}
+		rec := bustest.NewRecorder("flaky-sub")
+		ctx := context.Background()
+		if _, err := bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{"stix2/"}, Sink: rec.Sink}); err != nil {
+			t.Fatal(err)
+		}
+		b.Daemon.Crash("apps/flaky")
+		bustest.Eventually(t, "flaky to run again", func() bool { return app.runs.Load() == 5 })
+		b.Publish(t, bustest.Indicator(t, 0))
+		rec.WaitLen(t, 1)
+	}
+}
+
+// TestAppThatKeepsFailingIsStopped: past the restart limit the app stops for
+// good, and the bus keeps serving everyone else.
+func TestAppThatKeepsFailingIsStopped(t *testing.T) {
+	app := &failingApp{failures: 1 << 30, bus: make(chan plugins.Bus, 1)}
+	b := start(t, bustest.Options{Apps: []config.Instance{{Kind: plugins.KindApp, Name: "broken", Plugin: app}}})
+	bustest.Eventually(t, "the broken app to be given up", func() bool { return app.runs.Load() >= 11 })
+	time.Sleep(100 * time.Millisecond)
+	if n := app.runs.Load(); n != 11 {
+		t.Fatalf("Run called %d times, want 11 (first run and 10 restarts)", n)
+	}
+	rec := bustest.NewRecorder("sub")
+	b.Subscribe(t, rec, "stix2/")
+	b.Publish(t, bustest.Indicator(t, 0))
+	rec.WaitLen(t, 1)
+}
+
+// snapshotApp answers snapshot requests from a fixed set of objects.
+type snapshotApp struct {
+	mu       sync.Mutex
+	requests []plugins.SnapshotRequest
+	answers  map[messages.SnapshotType][][]byte
+	replies  chan func(body []byte) error
+}
+
+func (*snapshotApp) SampleConfig() string { return "" }
+func (*snapshotApp) Init() error          { return nil }
+func (*snapshotApp) Run(ctx context.Context, _ plugins.Bus) error {
+	<-ctx.Done()
+	return nil
+}
+
+func (a *snapshotApp) Snapshot(_ context.Context, req plugins.SnapshotRequest, reply func([]byte) error) error {
+	a.mu.Lock()
+	a.requests = append(a.requests, req)
+	a.mu.Unlock()
+	for _, body := range a.answers[req.Type] {
+		if err := reply(body); err != nil {
+			return err
+		}
+	}
+	if a.replies != nil {
+		a.replies <- reply
+	}
+	return nil
+}
+
+func (a *snapshotApp) seen() []plugins.SnapshotRequest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]plugins.SnapshotRequest{}, a.requests...)
+}
+
+// TestSnapshotFlow: one id per subscribe, one request per covered type to
+// every snapshot-capable app, bodies delivered to the requester only.
+func TestSnapshotFlow(t *testing.T) {
+	ind, sig := bustest.Indicator(t, 100), bustest.Sighting(t, 200)
+	apps := []*snapshotApp{
+		{answers: map[messages.SnapshotType][][]byte{messages.SnapshotType_SNAPSHOT_TYPE_INDICATOR: {ind}}},
+		{answers: map[messages.SnapshotType][][]byte{messages.SnapshotType_SNAPSHOT_TYPE_SIGHTING: {sig}}},
+	}
+	b := start(t, bustest.Options{Apps: []config.Instance{
+		{Kind: plugins.KindApp, Name: "snap1", Plugin: apps[0]},
+		{Kind: plugins.KindApp, Name: "snap2", Plugin: apps[1]},
+	}})
+	bystander := bustest.NewRecorder("bystander")
+	b.Subscribe(t, bystander, "")
+
+	requester := bustest.NewRecorder("requester")
+	ctx := context.Background()
+	sub, err := b.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{"stix2/"}, Snapshot: 3*24*time.Hour + 1500*time.Millisecond, Sink: requester.Sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.SnapshotID() == "" {
+		t.Fatal("no snapshot id")
+	}
+	requester.WaitLen(t, 2)
+	if requester.Count(ind) != 1 || requester.Count(sig) != 1 {
+		t.Fatalf("requester got %d/%d", requester.Count(ind), requester.Count(sig))
+	}
+	for _, a := range apps {
+		reqs := a.seen()
+		if len(reqs) != 2 {
+			t.Fatalf("app saw %d requests, want one per type: %+v", len(reqs), reqs)
+		}
+		for _, r := range reqs {
+			if r.ID != sub.SnapshotID() || r.Window != 3*24*time.Hour+time.Second {
+				t.Fatalf("request %+v, want id %s and a window in whole seconds", r, sub.SnapshotID())
+			}
+		}
+	}
+	// The bystander subscribed to everything: it sees the requests and the
+	// envelopes on their threatbus/ topics, never the bodies as STIX objects.
+	bystander.WaitLen(t, 4)
+	bystander.Quiet(t, 4, 100*time.Millisecond)
+	for _, m := range bystander.Messages() {
+		if !strings.HasPrefix(m.Topic, "threatbus/") {
+			t.Fatalf("bystander got %s", m.Topic)
+		}
+	}
+
+	// An indicator-only subscription asks for indicators only.
+	only := bustest.NewRecorder("indicators")
+	if _, err := b.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{messages.TopicIndicator}, Snapshot: time.Hour, Sink: only.Sink}); err != nil {
+		t.Fatal(err)
+	}
+	only.WaitLen(t, 1)
+	only.Quiet(t, 1, 100*time.Millisecond)
+	// No window, no snapshot.
+	none, err := b.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{"stix2/"}, Sink: bustest.NewRecorder("none").Sink})
+	if err != nil || none.SnapshotID() != "" {
+		t.Fatalf("subscribe without window: id %q, err %v", none.SnapshotID(), err)
+	}
+}
+
+// TestSnapshotBookkeepingExpires: ids expire after the TTL, late answers are
+// not delivered, and the table never exceeds max_snapshots.
+func TestSnapshotBookkeepingExpires(t *testing.T) {
+	app := &snapshotApp{replies: make(chan func([]byte) error, 100)}
+	b := start(t, bustest.Options{
+		Apps: []config.Instance{{Kind: plugins.KindApp, Name: "snap", Plugin: app}},
+		Configure: func(c *config.Config) {
+			c.Bus.SnapshotTTL = config.Duration(300 * time.Millisecond)
+			c.Bus.MaxSnapshots = 3
+		},
+	})
+	ctx := context.Background()
+	late := bustest.NewRecorder("late")
+	if _, err := b.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{messages.TopicIndicator}, Snapshot: time.Hour, Sink: late.Sink}); err != nil {
+		t.Fatal(err)
+	}
+	reply := <-app.replies
+	for i := 0; i < 5; i++ {
+		if _, err := b.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{messages.TopicIndicator}, Snapshot: time.Hour, Sink: bustest.NewRecorder("x").Sink}); err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.Daemon.Snapshots(ctx)
+		if err != nil || n > 3 {
+			t.Fatalf("snapshots in flight: %d (%v), cap is 3", n, err)
+		}
+	}
+	bustest.Eventually(t, "snapshots to expire", func() bool {
+		n, err := b.Daemon.Snapshots(ctx)
+		return err == nil && n == 0
+	})
+	if err := reply(bustest.Indicator(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	late.Quiet(t, 0, 100*time.Millisecond)
+}
+
+// TestSlowSubscriberDropsOldestAndCounts: a sink that falls behind loses the
+// oldest messages of its own outbox, counted; others are unaffected.
+func TestSlowSubscriberDropsOldestAndCounts(t *testing.T) {
+	b := start(t, bustest.Options{Configure: func(c *config.Config) { c.Bus.Outbox = 10 }})
+	gate := make(chan struct{})
+	var got [][]byte
+	var mu sync.Mutex
+	ctx := context.Background()
+	slow, err := b.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{"stix2/"}, Name: "slow", Sink: func(ctx context.Context, m *messages.Envelope) error {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		mu.Lock()
+		got = append(got, m.Payload)
+		mu.Unlock()
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := bustest.NewRecorder("fast")
+	b.Subscribe(t, fast, "stix2/")
+	const n = 100
+	for i := 0; i < n; i++ {
+		b.Publish(t, bustest.Indicator(t, i))
+		fast.WaitLen(t, i+1) // paced, so only the slow sink falls behind
+	}
+	bustest.Eventually(t, "the slow outbox to overflow", func() bool { return slow.Stats().Dropped["overflow"] >= n-11 })
+	close(gate)
+	bustest.Eventually(t, "the slow sink to catch up", func() bool {
+		st := slow.Stats()
+		return st.Delivered+st.Dropped["overflow"] == n
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	// What got through is the newest messages, in order.
+	last := bustest.Seq(t, got[len(got)-1])
+	if last != n-1 {
+		t.Fatalf("last delivered seq %d, want %d", last, n-1)
+	}
+	if b.Daemon.Stats().Drops["overflow"] != slow.Stats().Dropped["overflow"] {
+		t.Fatalf("daemon drops %v, subscription %v", b.Daemon.Stats().Drops, slow.Stats())
+	}
+}
+
+// TestSinkErrorsAndPanicsAreCounted: a failing sink does not kill its
+// subscription.
+func TestSinkErrorsAndPanicsAreCounted(t *testing.T) {
+	b := start(t, bustest.Options{})
+	var calls atomic.Int32
+	sub, err := b.Bus.Subscribe(context.Background(), plugins.SubscribeRequest{Topics: []string{"stix2/"}, Sink: func(context.Context, *messages.Envelope) error {
+		switch calls.Add(1) {
+		case 1:
+			return errors.New("peer gone")
+		case 2:
+			panic("sink bug")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		b.Publish(t, bustest.Indicator(t, i))
+	}
+	bustest.Eventually(t, "three sink calls", func() bool {
+		st := sub.Stats()
+		return st.Delivered == 1 && st.Dropped["sink_error"] == 2
+	})
+}
+
+// TestStopDrainsInFlight: a graceful stop delivers every message published
+// before it, even to a slowish subscriber.
+func TestStopDrainsInFlight(t *testing.T) {
+	b := start(t, bustest.Options{})
+	rec := bustest.NewRecorder("slowish")
+	rec.Delay = 20 * time.Microsecond
+	b.Subscribe(t, rec, messages.TopicIndicator)
+	const n = 2000
+	for i := 0; i < n; i++ {
+		b.Publish(t, bustest.Indicator(t, i))
+	}
+	b.Stop(t)
+	if rec.Len() != n {
+		t.Fatalf("delivered %d of %d before stop returned", rec.Len(), n)
+	}
+	if d := b.Daemon.Stats().Drops; len(d) != 0 {
+		t.Fatalf("drops: %v", d)
+	}
+}
+
+func TestStartRejectsMissingBackbone(t *testing.T) {
+	if _, err := actors.Start(config.Defaults(), slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("started without a backbone")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,21 @@
+package actors
+
+// Test hooks for the external test package.
+
+var wellKnown = map[string]string{"daemon": daemonID, "bus": busID, "router": routerID, "backbone": backboneID, "apps": appsID}
+
+// SendTo sends msg to a well-known actor ("router", "bus", "apps",
+// "backbone", "daemon") as if from outside the tree.
+func (d *Daemon) SendTo(who string, msg any) {
+	d.rt.system.Root.Send(d.rt.system.NewLocalPID(wellKnown[who]), msg)
+}
+
+// Crash makes a well-known actor, or the app named "apps/<name>", panic on
+// its next message.
+func (d *Daemon) Crash(who string) {
+	id, ok := wellKnown[who]
+	if !ok {
+		id = busID + "/" + who
+	}
+	d.rt.system.Root.Send(d.rt.system.NewLocalPID(id), &crashRequest{reason: "test"})
+}
