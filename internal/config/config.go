@@ -130,16 +130,22 @@ func Parse(name string, data []byte, environ []string) (*Config, error) {
 		errs = append(errs, &Error{File: name, Line: lineOf(lines, key), Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 
+	unknown := map[string]bool{} // tables of plugins that do not exist: their keys are not reported again
 	decode := func(kind plugins.Kind, tables map[string]toml.Primitive) []Instance {
 		var out []Instance
 		for _, n := range sortedKeys(tables) {
 			key := string(kind) + "." + n
 			reg, ok := plugins.Lookup(kind, n)
 			if !ok {
+				unknown[key] = true
 				fail(key, "no such %s plugin (compiled in: %s)", strings.TrimSuffix(string(kind), "s"), strings.Join(plugins.Names(kind), ", "))
 				continue
 			}
 			p := reg.New()
+			if p == nil {
+				fail(key, "the plugin's constructor returned nil (a bug in the plugin)")
+				continue
+			}
 			if err := md.PrimitiveDecode(tables[n], p); err != nil {
 				errs = append(errs, tomlError(name, err))
 				continue
@@ -154,7 +160,10 @@ func Parse(name string, data []byte, environ []string) (*Config, error) {
 	for _, k := range md.Undecoded() {
 		key := k.String()
 		if len(k) == 2 && (k[0] == string(plugins.KindApp) || k[0] == string(plugins.KindBackbone)) {
-			continue // a plugin table reported above if unknown
+			continue // a plugin table, reported above if unknown
+		}
+		if len(k) > 2 && unknown[k[0]+"."+k[1]] {
+			continue
 		}
 		fail(key, "unknown key")
 	}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/threatbus/threatbus/internal/config"
+	"github.com/threatbus/threatbus/messages"
+	"github.com/threatbus/threatbus/plugins"
+)
+
+// stuckApp subscribes with a sink that never finishes, and publishes, so a
+// graceful stop has something to wait for.
+type stuckApp struct{}
+
+func (*stuckApp) SampleConfig() string { return "[apps.stuck]\n" }
+func (*stuckApp) Init() error          { return nil }
+func (*stuckApp) Run(ctx context.Context, bus plugins.Bus) error {
+	_, err := bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{""}, Sink: func(ctx context.Context, _ *messages.Envelope) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	if err != nil {
+		return err
+	}
+	for i := 0; i < 3; i++ {
+		_ = bus.Publish(ctx, []byte(`{"type":"snapshotrequest","snapshot_type":1,"snapshot_id":"x","snapshot":1}`))
+	}
+	started <- struct{}{}
+	<-ctx.Done()
+	return nil
+}
+
+var started = make(chan struct{}, 10)
+
+func init() {
+	plugins.AddApp("stuck", func() plugins.App { return &stuckApp{} })
+}
+
+func runCLI(t *testing.T, signals <-chan os.Signal, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb, signals)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "threatbus.toml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestInfoCommands(t *testing.T) {
+	if code, out, _ := runCLI(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "threatbus ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, nil, "plugins"); code != 0 || !strings.Contains(out, "backbones: inmem") || !strings.Contains(out, "stuck") {
+		t.Fatalf("plugins: %d %q", code, out)
+	}
+	code, out, _ := runCLI(t, nil, "config")
+	if code != 0 {
+		t.Fatalf("config: %d", code)
+	}
+	if _, err := config.Parse("config output", []byte(out), nil); err != nil {
+		t.Fatalf("`threatbus config` prints a config the loader rejects: %v", err)
+	}
+	if code, _, errs := runCLI(t, nil, "frobnicate"); code != exitUsage || !strings.Contains(errs, "unknown command") {
+		t.Fatalf("unknown command: %d %q", code, errs)
+	}
+	if code, _, _ := runCLI(t, nil); code != exitUsage {
+		t.Fatalf("no command: %d", code)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	code, out, errs := runCLI(t, nil, "check", "-c", writeFile(t, "[logging]\nlevel = \"debug\"\n"))
+	if code != 0 || !strings.Contains(out, `level = "debug"`) || !strings.Contains(out, "[backbones.inmem]") {
+		t.Fatalf("check: %d\n%s\n%s", code, out, errs)
+	}
+	bad := writeFile(t, "[logging]\nlevle = 1\n[apps.nosuch]\n[bus]\noutbox = \"x\"\n")
+	code, out, errs = runCLI(t, nil, "check", "-c", bad)
+	if code != exitUsage || out != "" {
+		t.Fatalf("bad config: exit %d, stdout %q", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], ":5: bus.outbox") {
+		// A type error stops decoding: only it is reported.
+		t.Fatalf("bad config errors:\n%s", errs)
+	}
+	bad = writeFile(t, "[logging]\nlevle = 1\n[apps.nosuch]\n")
+	_, _, errs = runCLI(t, nil, "check", "-c", bad)
+	lines = strings.Split(strings.TrimSpace(errs), "\n")
+	if len(lines) != 2 || !strings.Contains(errs, ":2: logging.levle: unknown key") || !strings.Contains(errs, ":3: apps.nosuch: no such app plugin") {
+		t.Fatalf("want one line per problem:\n%s", errs)
+	}
+	if code, _, errs := runCLI(t, nil, "check", "-c", "/nonexistent.toml"); code != exitUsage || !strings.Contains(errs, "no such file") {
+		t.Fatalf("missing file: %d %q", code, errs)
+	}
+}
+
+func TestRunRejectsBadConfigWithoutStarting(t *testing.T) {
+	code, _, errs := runCLI(t, nil, "run", "-c", writeFile(t, "[apps.stuck]\nx = 1\n"))
+	if code != exitUsage || !strings.Contains(errs, "apps.stuck.x: unknown key") || strings.Contains(errs, "started") {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+}
+
+// TestRunStopsOnSignal: the first signal drains and exits 0.
+func TestRunStopsOnSignal(t *testing.T) {
+	signals := make(chan os.Signal, 2)
+	done := make(chan int, 1)
+	var errb syncBuffer
+	go func() { done <- run([]string{"run", "-c", writeFile(t, "[bus]\ndrain_timeout = \"5s\"\n")}, &bytes.Buffer{}, &errb, signals) }()
+	waitFor(t, func() bool { return strings.Contains(errb.String(), "threatbus started") })
+	signals <- syscall.SIGTERM
+	select {
+	case code := <-done:
+		if code != exitOK || !strings.Contains(errb.String(), "threatbus stopped") {
+			t.Fatalf("exit %d\n%s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after SIGTERM")
+	}
+}
+
+// TestSecondSignalExitsAtOnce: while a stop waits on a stuck subscriber, a
+// second signal ends the process without waiting.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	signals := make(chan os.Signal, 2)
+	done := make(chan int, 1)
+	var errb syncBuffer
+	cfg := writeFile(t, "[bus]\ndrain_timeout = \"60s\"\n[apps.stuck]\n")
+	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stuck app did not start")
+	}
+	signals <- syscall.SIGINT
+	waitFor(t, func() bool { return strings.Contains(errb.String(), "stopping") })
+	select {
+	case code := <-done:
+		t.Fatalf("returned %d before the second signal although the sink is stuck", code)
+	case <-time.After(200 * time.Millisecond):
+	}
+	t0 := time.Now()
+	signals <- syscall.SIGINT
+	select {
+	case code := <-done:
+		if code != exitSignal || time.Since(t0) > 2*time.Second {
+			t.Fatalf("exit %d after %s", code, time.Since(t0))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("second signal did not exit")
+	}
+}
+
+// TestBinaryStopsOnSIGINTAndSIGTERM runs the real binary, as `make run`
+// does, with the built-in default configuration.
+func TestBinaryStopsOnSIGINTAndSIGTERM(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "threatbus")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		cmd := exec.Command(bin, "run")
+		cmd.Dir = t.TempDir() // no config.toml here: the built-in one is used
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 100)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		expectLine(t, lines, `msg="threatbus started"`)
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		expectLine(t, lines, `msg="threatbus stopped"`)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%s: %v", sig, err)
+		}
+	}
+}
+
+func expectLine(t *testing.T, lines <-chan string, want string) {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("output ended before %q", want)
+			}
+			if strings.Contains(l, want) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %q within 15s", want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
