@@ -91,7 +91,7 @@ type outbox struct {
 	rt      *runtime
 	state   *subState
 	sink    plugins.Sink
-	ch      chan outItem
+	q       *ringQueue
 	cancel  context.CancelFunc
 	done    chan struct{}
 	discard atomic.Bool // stopping because the subscription was closed; read by the writer
@@ -167,7 +167,7 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 	case *flushRequest:
 		s.enqueue(outItem{flushed: ctx.Sender()})
 	case *actor.Started:
-		if s.ch == nil {
+		if s.q == nil {
 			s.startWriter()
 		}
 		seconds := s.seconds
@@ -185,23 +185,13 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 	}
 }
 
-// enqueue adds to the outbox, dropping the oldest entry when it is full. Only
-// this actor adds, so after taking one out there is room.
+// enqueue adds to the outbox, dropping the oldest entry when it is full.
 func (s *outbox) enqueue(it outItem) {
-	for {
-		select {
-		case s.ch <- it:
-			if it.env != nil {
-				s.state.enqueued.Add(1)
-			}
-			return
-		default:
-		}
-		select {
-		case old := <-s.ch:
-			s.retire(old, dropOverflow)
-		default:
-		}
+	if it.env != nil {
+		s.state.enqueued.Add(1)
+	}
+	if old, evicted := s.q.push(it); evicted {
+		s.retire(old, dropOverflow)
 	}
 }
 
@@ -220,17 +210,25 @@ func (s *outbox) retire(it outItem, reason string) {
 type flushed struct{}
 
 func (s *outbox) startWriter() {
-	s.ch = make(chan outItem, s.rt.cfg.Bus.Outbox)
+	s.q = newRingQueue(s.rt.cfg.Bus.Outbox)
 	var ctx context.Context
 	ctx, s.cancel = context.WithCancel(context.Background())
 	s.done = make(chan struct{})
-	go s.write(ctx, s.ch, s.done)
+	go s.write(ctx, s.q, s.done)
 }
 
 // write is the writer goroutine: it owns the sink.
-func (s *outbox) write(ctx context.Context, outbox <-chan outItem, done chan<- struct{}) {
+func (s *outbox) write(ctx context.Context, q *ringQueue, done chan<- struct{}) {
 	defer close(done)
-	for it := range outbox {
+	for {
+		it, ok, closed := q.pop()
+		if !ok {
+			if closed {
+				return
+			}
+			<-q.wake
+			continue
+		}
 		if it.flushed != nil {
 			s.rt.system.Root.Send(it.flushed, &flushed{})
 			continue
@@ -270,13 +268,13 @@ func (s *outbox) callSink(ctx context.Context, env *messages.Envelope) (err erro
 // stopWriter ends the writer: at once when the subscription was closed,
 // after draining the outbox (bounded by the drain timeout) otherwise.
 func (s *outbox) stopWriter() {
-	if s.ch == nil {
+	if s.q == nil {
 		return
 	}
 	if s.discard.Load() {
 		s.cancel()
 	}
-	close(s.ch)
+	s.q.close()
 	select {
 	case <-s.done:
 	case <-time.After(s.rt.cfg.Bus.DrainTimeout.D()):
@@ -284,5 +282,5 @@ func (s *outbox) stopWriter() {
 		<-s.done
 	}
 	s.cancel()
-	s.ch = nil
+	s.q = nil
 }

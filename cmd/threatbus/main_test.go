@@ -122,9 +122,8 @@ func TestRunStopsOnSignal(t *testing.T) {
 	signals := make(chan os.Signal, 2)
 	done := make(chan int, 1)
 	var errb syncBuffer
-	go func() {
-		done <- run([]string{"run", "-c", writeFile(t, "[bus]\ndrain_timeout = \"5s\"\n")}, &bytes.Buffer{}, &errb, signals)
-	}()
+	cfg := writeFile(t, "[bus]\ndrain_timeout = \"5s\"\n")
+	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
 	waitFor(t, func() bool { return strings.Contains(errb.String(), "threatbus started") })
 	signals <- syscall.SIGTERM
 	select {

@@ -1,0 +1,83 @@
+package actors
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+func TestTablePrefixMatchOncePerSubscriber(t *testing.T) {
+	tb := newTable()
+	a, b, c := actor.NewPID("x", "a"), actor.NewPID("x", "b"), actor.NewPID("x", "c")
+	if !tb.add(a, []string{"stix2/indicator", "stix2/", ""}) || !tb.add(b, []string{"stix2/sighting"}) || !tb.add(c, []string{"threatbus/"}) {
+		t.Fatal("new subscribers not reported as new")
+	}
+	if tb.add(a, []string{"stix2"}) {
+		t.Fatal("existing subscriber reported as new")
+	}
+	count := func(topic string) map[string]int {
+		m := map[string]int{}
+		for _, p := range tb.match(topic) {
+			m[p.Id]++
+		}
+		return m
+	}
+	if got := fmt.Sprint(count("stix2/indicator")); got != "map[a:1]" {
+		t.Fatalf("indicator: %s", got)
+	}
+	if got := fmt.Sprint(count("stix2/sighting")); got != "map[a:1 b:1]" {
+		t.Fatalf("sighting: %s", got)
+	}
+	if got := fmt.Sprint(count("threatbus/snapshotrequest")); got != "map[a:1 c:1]" {
+		t.Fatalf("snapshotrequest: %s", got)
+	}
+	// Removing some topics keeps the others; the cache follows.
+	if tb.remove(a, []string{"stix2/indicator", "stix2/", ""}) {
+		t.Fatal("a still holds stix2")
+	}
+	if got := fmt.Sprint(count("threatbus/snapshotrequest")); got != "map[c:1]" {
+		t.Fatalf("after remove: %s", got)
+	}
+	if got := fmt.Sprint(count("stix2/indicator")); got != "map[a:1]" {
+		t.Fatalf("after remove, stix2 left: %s", got)
+	}
+	if !tb.remove(a, nil) || tb.len() != 2 || tb.has(a) {
+		t.Fatal("remove all")
+	}
+	if !tb.remove(a, nil) {
+		t.Fatal("removing an unknown subscriber must report it gone")
+	}
+}
+
+func TestDedupWindowIsBounded(t *testing.T) {
+	d := newDedup(3)
+	for _, id := range []string{"a", "b", "c"} {
+		if d.add(id) {
+			t.Fatalf("%s: fresh id seen as duplicate", id)
+		}
+	}
+	if !d.add("a") || !d.add("c") {
+		t.Fatal("duplicates inside the window not caught")
+	}
+	d.add("d") // evicts a
+	if d.add("a") {
+		t.Fatal("id outside the window still remembered")
+	}
+	if len(d.seen) != 3 {
+		t.Fatalf("window holds %d ids, want 3", len(d.seen))
+	}
+}
+
+func TestIDsAreUnique(t *testing.T) {
+	g1, g2 := newIDGen(), newIDGen()
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		for _, id := range []string{g1.next(), g2.next()} {
+			if seen[id] {
+				t.Fatalf("duplicate id %s", id)
+			}
+			seen[id] = true
+		}
+	}
+}
