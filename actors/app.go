@@ -36,7 +36,7 @@ type appFailed struct {
 }
 
 func newApp(rt *runtime, name string, app plugins.App) actor.Producer {
-	handle := newBusHandle(rt, name) // shared by every incarnation: the plugin keeps it
+	handle := rt.handle(name) // shared by every incarnation: the plugin keeps it
 	gen := 0
 	return func() actor.Actor {
 		gen++
@@ -50,11 +50,16 @@ func (a *appActor) Receive(ctx actor.Context) {
 		a.snapshot(m)
 	case *appFailed:
 		if m.gen == a.gen {
+			a.rt.plugins.noteError(a.name, m.err)
 			panic(m.err)
 		}
 	case *actor.Started:
 		a.start(ctx.Self())
-	case *actor.Stopping, *actor.Restarting:
+		a.rt.plugins.set(a.name, stateRunning)
+	case *actor.Stopping:
+		a.rt.plugins.set(a.name, stateStopping)
+		a.stop()
+	case *actor.Restarting:
 		a.stop()
 	case *actor.Stopped:
 	default:

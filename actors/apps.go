@@ -12,10 +12,15 @@ import (
 type appsActor struct {
 	rt           *runtime
 	snapshotters []*actor.PID
+	subs         map[string]*subState // live subscribers, by pidKey
 }
 
+// listSubscriptions asks the apps actor for the live subscriptions
+// (answered with []SubscriptionStatus).
+type listSubscriptions struct{}
+
 func newApps(rt *runtime) actor.Producer {
-	return func() actor.Actor { return &appsActor{rt: rt} }
+	return func() actor.Actor { return &appsActor{rt: rt, subs: map[string]*subState{}} }
 }
 
 func (a *appsActor) Receive(ctx actor.Context) {
@@ -24,7 +29,16 @@ func (a *appsActor) Receive(ctx actor.Context) {
 		if m.replyTo == nil {
 			m.replyTo = ctx.Sender()
 		}
-		ctx.SpawnPrefix(a.rt.props("subscriber", newSubscriber(a.rt, m), nil), m.owner+"/sub-")
+		producer, state := newSubscriber(a.rt, m)
+		pid := ctx.SpawnPrefix(a.rt.props("subscriber", producer, nil), m.owner.name+"/sub-")
+		state.id = pid.Id[len(appsID)+1:]
+		a.subs[pidKey(pid)] = state
+	case *listSubscriptions:
+		out := make([]SubscriptionStatus, 0, len(a.subs))
+		for _, st := range a.subs {
+			out = append(out, st.status())
+		}
+		ctx.Respond(out)
 	case *ping:
 		ctx.Respond(&pong{})
 	case *messages.SnapshotRequest:
@@ -44,7 +58,8 @@ func (a *appsActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *actor.Terminated:
-		// An app the supervisor gave up on, or a finished subscriber.
+		// A finished subscriber, or an app the supervisor gave up on.
+		delete(a.subs, pidKey(m.Who))
 	case *actor.Stopping, *actor.Stopped, *actor.Restarting:
 	default:
 		a.rt.unexpected("apps", m)

@@ -42,9 +42,15 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 			system.Root.Send(router, &messages.Deliver{Envelope: env})
 		}
 		if err := b.plugin.Start(runCtx, deliver); err != nil {
-			panic(fmt.Errorf("%s: %w", b.rt.cfg.Backbone.Name, err))
+			err = fmt.Errorf("%s: %w", b.rt.cfg.Backbone.Name, err)
+			b.rt.plugins.noteError(b.rt.cfg.Backbone.Name, err)
+			panic(err)
 		}
-	case *actor.Stopping, *actor.Restarting:
+		b.rt.plugins.set(b.rt.cfg.Backbone.Name, stateRunning)
+	case *actor.Stopping:
+		b.rt.plugins.set(b.rt.cfg.Backbone.Name, stateStopping)
+		b.stop()
+	case *actor.Restarting:
 		b.stop()
 	case *actor.Stopped:
 	default:

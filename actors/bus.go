@@ -78,10 +78,10 @@ func (b *busActor) Receive(ctx actor.Context) {
 		}
 	case *messages.Subscribed:
 	case *actor.Started:
-		if _, err := ctx.SpawnNamed(b.rt.props("router", newRouter(b.rt), resumeStrategy{}), "router"); err != nil {
+		if _, err := ctx.SpawnNamed(b.rt.props("router", newRouter(b.rt), pluginStrategy{b.rt}), "router"); err != nil {
 			panic(err)
 		}
-		if _, err := ctx.SpawnNamed(b.rt.props("apps", newApps(b.rt), pluginStrategy()), "apps"); err != nil {
+		if _, err := ctx.SpawnNamed(b.rt.props("apps", newApps(b.rt), pluginStrategy{b.rt}), "apps"); err != nil {
 			panic(err)
 		}
 		ctx.Request(b.rt.router, &messages.Subscribe{
@@ -118,6 +118,7 @@ func (b *busActor) start(ctx actor.Context, m *startSnapshot) {
 			panic(err) // we built the payload: a bug
 		}
 		ctx.Send(b.rt.router, &messages.Publish{Envelope: env})
+		b.rt.snapshotRequests.Add(1)
 	}
 }
 

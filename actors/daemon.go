@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,8 +23,12 @@ type Daemon struct {
 	pid      *actor.PID
 	sub      *eventstream.Subscription
 	restarts *tally
-	stopOnce sync.Once
-	stopErr  error
+	started  time.Time
+	// stopChaos ends the interval fault injector.
+	stopChaos chan struct{}
+	chaosDone sync.WaitGroup
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // daemonActor is the top of the tree. It supervises the bus with a strategy
@@ -63,22 +68,29 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	libLog := slog.New(minLevel{Handler: log.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }))
 	rt := &runtime{
-		system: system,
-		cfg:    cfg,
-		log:    log,
-		ids:    newIDGen(),
-		faults: newTally(log, "bad input or unexpected message ignored"),
-		drops:  newTally(log, "message dropped"),
-		panics: newTally(nil, ""),
-		router: system.NewLocalPID(routerID),
-		apps:   system.NewLocalPID(appsID),
-		bus:    system.NewLocalPID(busID),
+		system:  system,
+		cfg:     cfg,
+		log:     log,
+		ids:     newIDGen(),
+		faults:  newTally(log, "bad input or unexpected message ignored"),
+		drops:   newTally(log, "message dropped"),
+		panics:  newTally(nil, ""),
+		plugins: newPluginTable(),
+		router:  system.NewLocalPID(routerID),
+		apps:    system.NewLocalPID(appsID),
+		bus:     system.NewLocalPID(busID),
 	}
-	d := &Daemon{rt: rt, restarts: newTally(nil, "")}
+	rt.chaos = newChaos(rt)
+	rt.plugins.add(plugins.KindBackbone, cfg.Backbone.Name, cfg.Backbone.Plugin)
+	for _, a := range cfg.Apps {
+		rt.plugins.add(plugins.KindApp, a.Name, a.Plugin)
+		rt.handles = append(rt.handles, newBusHandle(rt, a.Name))
+	}
+	d := &Daemon{rt: rt, restarts: newTally(nil, ""), started: time.Now(), stopChaos: make(chan struct{})}
 	d.sub = system.EventStream.Subscribe(func(evt any) {
 		if se, ok := evt.(*actor.SupervisorEvent); ok {
-			d.restarts.add(se.Child.Id)
-			log.Warn("supervisor acted on a failed actor", "actor", se.Child.Id, "directive", se.Directive.String(), "reason", fmt.Sprint(se.Reason))
+			d.restarts.add(actorLabel(se.Child.Id) + "|" + directiveLabel(se.Directive))
+			log.Warn("supervisor acted on a failed actor", "actor", se.Child.Id, "directive", directiveLabel(se.Directive), "reason", fmt.Sprint(se.Reason))
 		}
 	})
 	props := rt.props("daemon", func() actor.Actor { return &daemonActor{rt: rt} }, resumeStrategy{})
@@ -102,7 +114,38 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if cfg.Chaos.Enabled {
+		log.Warn("fault injection is enabled", "targets", cfg.Chaos.Targets, "probability", cfg.Chaos.Probability, "interval", cfg.Chaos.Interval.D())
+		if iv := cfg.Chaos.Interval.D(); iv > 0 {
+			d.chaosDone.Add(1)
+			go func() { defer d.chaosDone.Done(); d.crashEvery(iv, d.stopChaos) }()
+		}
+	}
 	return d, nil
+}
+
+// actorLabel names an actor in metrics: its path under the bus, with every
+// subscriber of an app folded into one name to bound the label's values.
+func actorLabel(id string) string {
+	id = strings.TrimPrefix(id, busID+"/")
+	if i := strings.Index(id, "/sub-"); i >= 0 {
+		return id[:i] + "/subscriber"
+	}
+	return id
+}
+
+func directiveLabel(d actor.Directive) string {
+	switch d {
+	case actor.RestartDirective:
+		return "restart"
+	case actor.ResumeDirective:
+		return "resume"
+	case actor.StopDirective:
+		return "stop"
+	case actor.EscalateDirective:
+		return "escalate"
+	}
+	return "unknown"
 }
 
 // Stop drains and stops the bus: it waits until every message published
@@ -114,6 +157,8 @@ func (d *Daemon) Stop(ctx context.Context) error {
 }
 
 func (d *Daemon) stop(ctx context.Context) error {
+	close(d.stopChaos)
+	d.chaosDone.Wait()
 	root := d.rt.system.Root
 	var errs []error
 	if err := d.drain(ctx); err != nil {

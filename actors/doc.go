@@ -15,17 +15,20 @@
 // Subscribers are children of apps rather than of their app so that an app
 // restart does not end its subscriptions.
 //
-// Supervision policy. Plugin actors (the backbone, each app) and subscribers
-// are restarted after a panic or a failed Run: their state is a connection,
-// and a fresh one is the cure. A plugin that fails more than maxRestarts
-// times within restartWindow is stopped and reported, and the rest of the bus
-// keeps going; a failure wrapped in a *ConfigError stops it at once, since
-// restarting cannot fix configuration. The bus's own actors (daemon, bus,
-// router, apps) are resumed instead: their state is the bus's state, and
-// restarting a parent stops its children, which would end every subscription.
-// The daemon's guardian resumes it too, so nothing escalates out of the
-// process. Every panic is logged once, with its stack, by the recovery
-// middleware.
+// Supervision policy (supervision.go). Plugin actors (the backbone, each
+// app) and subscribers are restarted after a panic or a failed Run: their
+// state is a connection, and a fresh one is the cure. Restarts wait a backoff
+// that doubles with each failure in the restart window, up to a cap, with
+// jitter; the mailbox is held meanwhile. An app that fails more than
+// max_restarts times in the window is stopped and reported; one that fails
+// with a *plugins.ConfigError is stopped at once, since restarting cannot fix
+// configuration. The backbone and subscribers are never given up on. The
+// bus's own actors (daemon, bus, router, apps) are resumed instead: their
+// state is the bus's state, and restarting a parent stops its children, which
+// would end every subscription. The daemon's guardian resumes it too, so
+// nothing escalates out of the process. Every panic is logged once, with its
+// stack, by the recovery middleware, and a bus message lost with it is
+// counted as dropped (actor_crash).
 //
 // This package must not know any plugin: it works from the interfaces of
 // package plugins and the configuration of package config.

@@ -10,9 +10,9 @@ func (d *Daemon) SendTo(who string, msg any) {
 	d.rt.system.Root.Send(d.rt.system.NewLocalPID(wellKnown[who]), msg)
 }
 
-// Crash makes a well-known actor, or the app named "apps/<name>", panic on
-// its next message.
-func (d *Daemon) Crash(who string) {
+// CrashActor makes a well-known actor, or the app named "apps/<name>", panic
+// on its next message, whether or not fault injection is enabled.
+func (d *Daemon) CrashActor(who string) {
 	id, ok := wellKnown[who]
 	if !ok {
 		id = busID + "/" + who

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -19,6 +20,9 @@ type busHandle struct {
 	rt   *runtime
 	name string
 	log  *slog.Logger
+	// published and delivered count this app's traffic by topic index:
+	// messages it put on the bus, and messages its subscriptions' sinks took.
+	published, delivered [numTopics]atomic.Uint64
 }
 
 var _ plugins.Bus = (*busHandle)(nil)
@@ -36,6 +40,7 @@ func (h *busHandle) Publish(_ context.Context, payload []byte) error {
 		return err
 	}
 	h.rt.system.Root.Send(h.rt.router, &messages.Publish{Envelope: env})
+	h.published[topicIndex(env.Topic)].Add(1)
 	return nil
 }
 
@@ -79,7 +84,7 @@ func (h *busHandle) Subscribe(ctx context.Context, req plugins.SubscribeRequest)
 	if req.Name == "" {
 		req.Name = h.name
 	}
-	res, err := h.rt.system.Root.RequestFuture(h.rt.apps, &spawnSubscriber{owner: h.name, req: req}, requestTimeout(ctx)).Result()
+	res, err := h.rt.system.Root.RequestFuture(h.rt.apps, &spawnSubscriber{owner: h, req: req}, requestTimeout(ctx)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("%s: subscribe %v: %w", h.name, req.Topics, err)
 	}

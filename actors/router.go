@@ -68,9 +68,11 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			r.rt.faults.add("router:duplicate_delivery", "id", env.Id)
 			return
 		}
-		for _, pid := range r.table.match(env.Topic) {
+		pids := r.table.match(env.Topic)
+		for _, pid := range pids {
 			ctx.Send(pid, m)
 		}
+		r.rt.routed[topicIndex(env.Topic)].Add(uint64(len(pids)))
 	case *messages.Subscribe:
 		r.subscribe(ctx, m)
 	case *messages.Unsubscribe:

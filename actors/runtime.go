@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/threatbus/threatbus/internal/config"
+	"github.com/threatbus/threatbus/messages"
 )
 
 // Well-known actor ids. Child ids are their parent's id, a slash and their
@@ -36,8 +38,41 @@ type runtime struct {
 	drops *tally
 	// panics counts recovered panics, by actor.
 	panics *tally
+	// handles are the apps' plugins.Bus, in config order.
+	handles []*busHandle
+	// plugins records each plugin's lifecycle.
+	plugins *pluginTable
+	chaos   *chaos
+	// routed counts deliveries to subscribers, by topic index.
+	routed [numTopics]atomic.Uint64
+	// snapshotRequests counts the snapshot requests this bus started.
+	snapshotRequests atomic.Uint64
 
 	router, apps, bus *actor.PID
+}
+
+// handle returns the plugins.Bus of an app.
+func (rt *runtime) handle(app string) *busHandle {
+	for _, h := range rt.handles {
+		if h.name == app {
+			return h
+		}
+	}
+	panic("actors: no handle for app " + app) // Start makes one per app
+}
+
+// Topic indexes for per-topic counters.
+const numTopics = 4
+
+var topicNames = [numTopics]string{messages.TopicIndicator, messages.TopicSighting, messages.TopicSnapshotRequest, messages.TopicSnapshotEnvelope}
+
+func topicIndex(topic string) int {
+	for i, t := range topicNames {
+		if t == topic {
+			return i
+		}
+	}
+	return 0 // unreachable: envelopes are validated before they are counted
 }
 
 // unexpected records a message an actor has no handler for: counted and
@@ -72,6 +107,10 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 			defer func() {
 				if r := recover(); r != nil {
 					rt.panics.add(who)
+					switch env.Message.(type) {
+					case *messages.Publish, *messages.Deliver:
+						rt.drops.add("actor_crash", "actor", who)
+					}
 					rt.log.Error("actor panicked; its supervisor decides what happens next",
 						"actor", who, "panic", fmt.Sprint(r), "message", fmt.Sprintf("%T", env.Message),
 						"stack", string(debug.Stack()))
@@ -80,6 +119,9 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 			}()
 			if cr, ok := env.Message.(*crashRequest); ok {
 				panic(cr)
+			}
+			if rt.chaos.strike(who, env.Message) {
+				panic(&crashRequest{reason: "chaos probability"})
 			}
 			next(c, env)
 		}

@@ -27,7 +27,9 @@ var dropReasons = []string{dropOverflow, dropSinkError, dropClosed, dropShutdown
 // subState is what a subscription's handle and its actor share: counters and
 // the current topics, all atomic.
 type subState struct {
+	id         string // the actor's name under apps: "<app>/sub-$n"
 	name       string
+	owner      *busHandle
 	topics     atomic.Pointer[[]string]
 	delivered  atomic.Uint64
 	enqueued   atomic.Uint64
@@ -53,6 +55,22 @@ func (s *subState) stats() plugins.SubscriptionStats {
 	}
 	st.Queued = int(s.enqueued.Load() - s.dequeued.Load())
 	return st
+}
+
+// SubscriptionStatus describes one live subscription.
+type SubscriptionStatus struct {
+	ID        string            `json:"id"`
+	App       string            `json:"app"`
+	Name      string            `json:"name"`
+	Topics    []string          `json:"topics"`
+	Queued    int               `json:"queued"`
+	Delivered uint64            `json:"delivered"`
+	Dropped   map[string]uint64 `json:"dropped"`
+}
+
+func (s *subState) status() SubscriptionStatus {
+	st := s.stats()
+	return SubscriptionStatus{ID: s.id, App: s.owner.name, Name: s.name, Topics: *s.topics.Load(), Queued: st.Queued, Delivered: st.Delivered, Dropped: st.Dropped}
 }
 
 // wants reports whether the subscription still holds a prefix of topic, so
@@ -100,7 +118,7 @@ type outbox struct {
 // spawnSubscriber asks the apps actor for a subscriber; the subscriber
 // answers replyTo with subscriberReady once the router has acknowledged it.
 type spawnSubscriber struct {
-	owner   string
+	owner   *busHandle
 	req     plugins.SubscribeRequest
 	replyTo *actor.PID
 }
@@ -115,8 +133,8 @@ type closeSubscription struct{}
 
 type subscriptionClosed struct{}
 
-func newSubscriber(rt *runtime, m *spawnSubscriber) actor.Producer {
-	st := &subState{name: m.req.Name}
+func newSubscriber(rt *runtime, m *spawnSubscriber) (actor.Producer, *subState) {
+	st := &subState{name: m.req.Name, owner: m.owner}
 	topics := append([]string{}, m.req.Topics...)
 	st.topics.Store(&topics)
 	ob := &outbox{rt: rt, state: st, sink: m.req.Sink}
@@ -125,7 +143,7 @@ func newSubscriber(rt *runtime, m *spawnSubscriber) actor.Producer {
 		a := &subscriberActor{outbox: ob, rt: rt, seconds: int64(m.req.Snapshot / time.Second), replyTo: replyTo}
 		replyTo = nil // a restarted subscriber re-subscribes without a snapshot or a reply
 		return a
-	}
+	}, st
 }
 
 func (s *subscriberActor) Receive(ctx actor.Context) {
@@ -251,6 +269,7 @@ func (s *outbox) write(ctx context.Context, q *ringQueue, done chan<- struct{}) 
 			continue
 		}
 		s.state.delivered.Add(1)
+		s.state.owner.delivered[topicIndex(it.env.Topic)].Add(1)
 	}
 }
 

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -78,6 +79,18 @@ func TestIDsAreUnique(t *testing.T) {
 				t.Fatalf("duplicate id %s", id)
 			}
 			seen[id] = true
+		}
+	}
+}
+
+func TestBackoffDoublesToCapWithJitter(t *testing.T) {
+	min, max := 100*time.Millisecond, 2*time.Second
+	for n, want := range map[int]time.Duration{1: min, 2: 2 * min, 3: 4 * min, 5: 16 * min, 6: max, 50: max} {
+		for i := 0; i < 20; i++ {
+			d := backoff(n, min, max)
+			if d < want*8/10 || d > want*12/10 {
+				t.Fatalf("backoff(%d) = %s, want %s ±20%%", n, d, want)
+			}
 		}
 	}
 }

@@ -135,3 +135,18 @@ type Backbone interface {
 	// or reported before it returns, within ctx's deadline.
 	Stop(ctx context.Context) error
 }
+
+// Checker is implemented by plugins with an external connection. Ready
+// returns nil when the connection is up, or why it is not; /readyz and the
+// status report it. It must be cheap and safe for concurrent use.
+type Checker interface {
+	Ready() error
+}
+
+// ConfigError marks a failure that restarting cannot fix (a refused
+// credential, an address that is not ours). Run or Start returning one stops
+// the plugin at once instead of restarting it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }

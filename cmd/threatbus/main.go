@@ -16,6 +16,7 @@ import (
 
 	"github.com/threatbus/threatbus"
 	"github.com/threatbus/threatbus/actors"
+	"github.com/threatbus/threatbus/internal/admin"
 	"github.com/threatbus/threatbus/internal/buildinfo"
 	"github.com/threatbus/threatbus/internal/config"
 	"github.com/threatbus/threatbus/plugins"
@@ -38,6 +39,9 @@ Usage:
   threatbus check -c FILE     validate a configuration and print it as loaded
   threatbus plugins           list the compiled-in plugins
   threatbus config            print a complete sample configuration
+  threatbus status [--admin HOST:PORT]
+                              show a running bus's plugins, subscriptions and
+                              counters (default 127.0.0.1:13380)
   threatbus version           print the version
 `
 
@@ -66,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	case "config":
 		fmt.Fprint(stdout, config.Sample())
 		return exitOK
+	case "status":
+		return statusCmd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "threatbus %s\n", buildinfo.String())
 		return exitOK
@@ -166,6 +172,15 @@ func runBus(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 		log.Error("threatbus failed to start", "error", err)
 		return exitFail
 	}
+	var adm *admin.Server
+	if cfg.Admin.Listen != "" {
+		if adm, err = admin.Start(cfg.Admin.Listen, d, log.With("component", "admin")); err != nil {
+			log.Error("threatbus failed to start", "error", err)
+			_ = d.Stop(context.Background())
+			return exitFail
+		}
+		log.Info("admin server listening", "addr", adm.Addr())
+	}
 	apps := make([]string, len(cfg.Apps))
 	for i, a := range cfg.Apps {
 		apps[i] = a.Name
@@ -177,6 +192,9 @@ func runBus(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	log.Info("stopping: draining in-flight messages; signal again to exit at once", "signal", sig.String(), "deadline", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if adm != nil {
+		_ = adm.Shutdown(ctx)
+	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- d.Stop(ctx) }()
 	select {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -122,9 +123,22 @@ func TestRunStopsOnSignal(t *testing.T) {
 	signals := make(chan os.Signal, 2)
 	done := make(chan int, 1)
 	var errb syncBuffer
-	cfg := writeFile(t, "[bus]\ndrain_timeout = \"5s\"\n")
+	cfg := writeFile(t, "[bus]\ndrain_timeout = \"5s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
 	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
 	waitFor(t, func() bool { return strings.Contains(errb.String(), "threatbus started") })
+
+	// `threatbus status` reads the running bus through its admin server.
+	m := regexp.MustCompile(`admin server listening.* addr=(\S+)`).FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("no admin address logged:\n%s", errb.String())
+	}
+	code, out, errs := runCLI(t, nil, "status", "--admin", m[1])
+	if code != exitOK || !strings.Contains(out, "PLUGIN") || !strings.Contains(out, "inmem") || !strings.Contains(out, "ready") {
+		t.Fatalf("status: %d\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, nil, "status", "--admin", "127.0.0.1:1"); code != exitFail || !strings.Contains(errs, "is the bus running") {
+		t.Fatalf("status without a bus: %d %s", code, errs)
+	}
 	signals <- syscall.SIGTERM
 	select {
 	case code := <-done:
@@ -142,7 +156,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	signals := make(chan os.Signal, 2)
 	done := make(chan int, 1)
 	var errb syncBuffer
-	cfg := writeFile(t, "[bus]\ndrain_timeout = \"60s\"\n[apps.stuck]\n")
+	cfg := writeFile(t, "[bus]\ndrain_timeout = \"60s\"\n[admin]\nlisten = \"\"\n[apps.stuck]\n")
 	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
 	select {
 	case <-started:
@@ -178,6 +192,7 @@ func TestBinaryStopsOnSIGINTAndSIGTERM(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		cmd := exec.Command(bin, "run")
 		cmd.Dir = t.TempDir() // no config.toml here: the built-in one is used
+		cmd.Env = append(os.Environ(), "THREATBUS_ADMIN_LISTEN=127.0.0.1:0")
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)

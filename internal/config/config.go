@@ -20,8 +20,11 @@ import (
 
 // Config is a loaded, validated configuration.
 type Config struct {
-	Logging Logging `toml:"logging"`
-	Bus     Bus     `toml:"bus"`
+	Logging     Logging     `toml:"logging"`
+	Bus         Bus         `toml:"bus"`
+	Supervision Supervision `toml:"supervision"`
+	Admin       Admin       `toml:"admin"`
+	Chaos       Chaos       `toml:"chaos"`
 	// Backbone is the one backbone instance (inmem when none is configured).
 	Backbone Instance `toml:"-"`
 	// Apps are the enabled app instances, sorted by name.
@@ -52,6 +55,36 @@ type Bus struct {
 	DrainTimeout Duration `toml:"drain_timeout"`
 }
 
+// Supervision configures how failed plugin actors are restarted.
+type Supervision struct {
+	// MaxRestarts within RestartWindow stops an app for good; the backbone
+	// and subscribers are never given up on.
+	MaxRestarts   int      `toml:"max_restarts"`
+	RestartWindow Duration `toml:"restart_window"`
+	// A restart waits BackoffMin, doubling with each failure in the window
+	// up to BackoffMax, with jitter.
+	BackoffMin Duration `toml:"backoff_min"`
+	BackoffMax Duration `toml:"backoff_max"`
+}
+
+// Admin configures the HTTP server for metrics, health and status.
+type Admin struct {
+	// Listen is host:port; "" turns the server off.
+	Listen string `toml:"listen"`
+}
+
+// Chaos configures fault injection. Everything here is refused unless
+// Enabled is true.
+type Chaos struct {
+	Enabled bool `toml:"enabled"`
+	// Targets are plugin names (an app, the backbone) or "router".
+	Targets []string `toml:"targets"`
+	// Probability that a target panics on a message it receives.
+	Probability float64 `toml:"probability"`
+	// Interval makes every target panic once per interval.
+	Interval Duration `toml:"interval"`
+}
+
 // Instance is one configured plugin.
 type Instance struct {
 	Kind   plugins.Kind
@@ -63,6 +96,13 @@ type Instance struct {
 func Defaults() *Config {
 	return &Config{
 		Logging: Logging{Level: "info", Format: "text"},
+		Supervision: Supervision{
+			MaxRestarts:   10,
+			RestartWindow: Duration(60e9),
+			BackoffMin:    Duration(100e6),
+			BackoffMax:    Duration(30e9),
+		},
+		Admin: Admin{Listen: "127.0.0.1:13380"},
 		Bus: Bus{
 			Outbox:       10000,
 			SnapshotTTL:  Duration(10 * 60e9),
@@ -108,10 +148,13 @@ func Load(path string) (*Config, error) {
 
 // raw is the file's shape before plugin tables are decoded into plugins.
 type raw struct {
-	Logging   *Logging                  `toml:"logging"`
-	Bus       *Bus                      `toml:"bus"`
-	Apps      map[string]toml.Primitive `toml:"apps"`
-	Backbones map[string]toml.Primitive `toml:"backbones"`
+	Logging     *Logging                  `toml:"logging"`
+	Bus         *Bus                      `toml:"bus"`
+	Supervision *Supervision              `toml:"supervision"`
+	Admin       *Admin                    `toml:"admin"`
+	Chaos       *Chaos                    `toml:"chaos"`
+	Apps        map[string]toml.Primitive `toml:"apps"`
+	Backbones   map[string]toml.Primitive `toml:"backbones"`
 }
 
 // Parse validates a configuration document. name is used in errors; environ
@@ -119,7 +162,7 @@ type raw struct {
 // error, if any, joins one *Error per problem.
 func Parse(name string, data []byte, environ []string) (*Config, error) {
 	cfg := Defaults()
-	r := raw{Logging: &cfg.Logging, Bus: &cfg.Bus}
+	r := raw{Logging: &cfg.Logging, Bus: &cfg.Bus, Supervision: &cfg.Supervision, Admin: &cfg.Admin, Chaos: &cfg.Chaos}
 	md, err := toml.Decode(string(data), &r)
 	if err != nil {
 		return nil, tomlError(name, err)
@@ -172,6 +215,9 @@ func Parse(name string, data []byte, environ []string) (*Config, error) {
 	sections := []section{
 		{prefix: []string{"logging"}, value: &cfg.Logging},
 		{prefix: []string{"bus"}, value: &cfg.Bus},
+		{prefix: []string{"supervision"}, value: &cfg.Supervision},
+		{prefix: []string{"admin"}, value: &cfg.Admin},
+		{prefix: []string{"chaos"}, value: &cfg.Chaos},
 	}
 	for _, in := range append(append([]Instance{}, backbones...), cfg.Apps...) {
 		sections = append(sections, section{prefix: []string{string(in.Kind), in.Name}, value: in.Plugin})
@@ -211,6 +257,12 @@ func Parse(name string, data []byte, environ []string) (*Config, error) {
 	if err := cfg.Bus.validate(); err != nil {
 		fail("bus", "%v", err)
 	}
+	if err := cfg.Supervision.validate(); err != nil {
+		fail("supervision", "%v", err)
+	}
+	if err := cfg.validateChaos(); err != nil {
+		fail("chaos", "%v", err)
+	}
 	if len(errs) == 0 { // Init sees only well-formed values
 		for _, in := range append(append([]Instance{}, backbones...), cfg.Apps...) {
 			if err := in.Plugin.Init(); err != nil {
@@ -236,6 +288,49 @@ func (l *Logging) validate() error {
 		return fmt.Errorf("format %q: want text or json", l.Format)
 	}
 	return nil
+}
+
+func (s *Supervision) validate() error {
+	var errs []error
+	if s.MaxRestarts < 0 {
+		errs = append(errs, fmt.Errorf("max_restarts %d: must not be negative", s.MaxRestarts))
+	}
+	if s.RestartWindow <= 0 {
+		errs = append(errs, errors.New("restart_window must be positive"))
+	}
+	if s.BackoffMin <= 0 || s.BackoffMax < s.BackoffMin {
+		errs = append(errs, fmt.Errorf("backoff_min %s and backoff_max %s: want 0 < backoff_min <= backoff_max", s.BackoffMin.D(), s.BackoffMax.D()))
+	}
+	return errors.Join(errs...)
+}
+
+// validateChaos refuses fault injection that is configured but not
+// explicitly enabled, and targets that name nothing.
+func (c *Config) validateChaos() error {
+	ch := c.Chaos
+	if !ch.Enabled {
+		if len(ch.Targets) > 0 || ch.Probability != 0 || ch.Interval != 0 {
+			return errors.New("targets, probability or interval set but enabled = false: fault injection is refused unless enabled")
+		}
+		return nil
+	}
+	var errs []error
+	if ch.Probability < 0 || ch.Probability > 1 {
+		errs = append(errs, fmt.Errorf("probability %v: want 0..1", ch.Probability))
+	}
+	if (ch.Probability > 0 || ch.Interval > 0) && len(ch.Targets) == 0 {
+		errs = append(errs, errors.New("probability or interval without targets"))
+	}
+	known := map[string]bool{"router": true, c.Backbone.Name: true}
+	for _, a := range c.Apps {
+		known[a.Name] = true
+	}
+	for _, t := range ch.Targets {
+		if !known[t] {
+			errs = append(errs, fmt.Errorf("target %q is not an enabled plugin or \"router\"", t))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (b *Bus) validate() error {

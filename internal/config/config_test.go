@@ -248,3 +248,21 @@ func TestShippedConfigsLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestChaosRefusedUnlessEnabled(t *testing.T) {
+	for doc, want := range map[string]string{
+		"[chaos]\ntargets = [\"router\"]\nprobability = 0.5\n":                 "test.toml:1: chaos: targets, probability or interval set but enabled = false",
+		"[chaos]\nenabled = true\ntargets = [\"zeek\"]\ninterval = \"1s\"\n":   `target "zeek" is not an enabled plugin`,
+		"[chaos]\nenabled = true\ntargets = [\"router\"]\nprobability = 1.5\n": "probability 1.5: want 0..1",
+		"[chaos]\nenabled = true\nprobability = 0.1\n":                         "probability or interval without targets",
+		"[supervision]\nbackoff_min = \"2s\"\nbackoff_max = \"1s\"\n":          "want 0 < backoff_min <= backoff_max",
+	} {
+		if _, err := parse(t, doc); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
+	}
+	cfg := mustParse(t, "[chaos]\nenabled = true\ntargets = [\"router\", \"inmem\"]\ninterval = \"1m\"\n")
+	if !cfg.Chaos.Enabled || len(cfg.Chaos.Targets) != 2 {
+		t.Fatalf("chaos: %+v", cfg.Chaos)
+	}
+}

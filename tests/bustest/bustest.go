@@ -71,6 +71,7 @@ func Start(t testing.TB, backbone plugins.Backbone, opts Options) *Bus {
 	cfg.Backbone = config.Instance{Kind: plugins.KindBackbone, Name: "test-backbone", Plugin: backbone}
 	probe := NewProbe()
 	cfg.Apps = append([]config.Instance{{Kind: plugins.KindApp, Name: "probe", Plugin: probe}}, opts.Apps...)
+	cfg.Admin.Listen = "" // tests that want the admin server start it themselves
 	if opts.Configure != nil {
 		opts.Configure(cfg)
 	}
