@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 
 	"github.com/threatbus/threatbus/internal/config"
+	"github.com/threatbus/threatbus/messages"
 	"github.com/threatbus/threatbus/plugins"
 )
 
@@ -88,6 +89,15 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d := &Daemon{rt: rt, restarts: newTally(nil, ""), started: time.Now(), stopChaos: make(chan struct{})}
 	d.sub = system.EventStream.Subscribe(func(evt any) {
+		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
+			// A message sent to an actor that had just stopped (a subscriber
+			// between its death and the router hearing of it).
+			switch dl.Message.(type) {
+			case *messages.Publish, *messages.Deliver:
+				rt.drops.add("dead_letter", "actor", dl.PID.GetId())
+			}
+			return
+		}
 		if se, ok := evt.(*actor.SupervisorEvent); ok {
 			d.restarts.add(actorLabel(se.Child.Id) + "|" + directiveLabel(se.Directive))
 			log.Warn("supervisor acted on a failed actor", "actor", se.Child.Id, "directive", directiveLabel(se.Directive), "reason", fmt.Sprint(se.Reason))

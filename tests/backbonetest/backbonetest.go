@@ -314,6 +314,13 @@ func DeadSubscriber(t *testing.T, f Features) {
 	}
 	alive.WaitLen(t, 11)
 	doomed.Quiet(t, 1, f.Quiet)
+	// A message sent to the dead subscriber before the router heard of its
+	// death is counted, not silently gone.
+	for reason, n := range b.Daemon.Stats().Drops {
+		if reason != "dead_letter" || n > 1 {
+			t.Fatalf("unexpected drops: %s=%d", reason, n)
+		}
+	}
 }
 
 // CloseWhileBusy: closing subscriptions and stopping the bus while messages
