@@ -21,7 +21,8 @@ build: setup
 run: build
 	./$(BIN) run -c $(CONFIG)
 
-test: setup
+test:
+	@scripts/setup.sh --test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
