@@ -1,7 +1,6 @@
 package actors_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -77,7 +76,7 @@ func TestEnvelopeIsVersionedProtobuf(t *testing.T) {
 // unknown types reaching actors are counted and logged once per cause; the
 // tree keeps working.
 func TestBadInputIsCountedAndLoggedOnce(t *testing.T) {
-	var logBuf syncBuffer
+	var logBuf bustest.SyncBuffer
 	b := start(t, bustest.Options{Log: &logBuf})
 	rec := bustest.NewRecorder("sub")
 	b.Subscribe(t, rec, "")
@@ -452,21 +451,4 @@ func TestStartRejectsMissingBackbone(t *testing.T) {
 	if _, err := actors.Start(config.Defaults(), slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("started without a backbone")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

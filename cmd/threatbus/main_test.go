@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/threatbus/threatbus/internal/config"
 	"github.com/threatbus/threatbus/messages"
 	"github.com/threatbus/threatbus/plugins"
+	"github.com/threatbus/threatbus/tests/bustest"
 )
 
 // stuckApp subscribes with a sink that never finishes, and publishes, so a
@@ -122,7 +122,7 @@ func TestRunRejectsBadConfigWithoutStarting(t *testing.T) {
 func TestRunStopsOnSignal(t *testing.T) {
 	signals := make(chan os.Signal, 2)
 	done := make(chan int, 1)
-	var errb syncBuffer
+	var errb bustest.SyncBuffer
 	cfg := writeFile(t, "[bus]\ndrain_timeout = \"5s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
 	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
 	waitFor(t, func() bool { return strings.Contains(errb.String(), "threatbus started") })
@@ -155,7 +155,7 @@ func TestRunStopsOnSignal(t *testing.T) {
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	signals := make(chan os.Signal, 2)
 	done := make(chan int, 1)
-	var errb syncBuffer
+	var errb bustest.SyncBuffer
 	cfg := writeFile(t, "[bus]\ndrain_timeout = \"60s\"\n[admin]\nlisten = \"\"\n[apps.stuck]\n")
 	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
 	select {
@@ -246,21 +246,4 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

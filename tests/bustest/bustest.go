@@ -5,6 +5,7 @@
 package bustest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -256,4 +257,23 @@ func Seq(t testing.TB, payload []byte) int {
 		t.Fatalf("payload without x_seq: %s", payload)
 	}
 	return *v.Seq
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writes, for capturing
+// logs.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
