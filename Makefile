@@ -39,5 +39,15 @@ proto:
 		--go_out=. --go_opt=module=$(PKG) \
 		messages/*.proto
 
+# Each fuzz target for a minute.
+fuzz: setup
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePattern$$' -fuzztime 60s ./messages/stix/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./messages/stix/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime 60s ./plugins/apps/zmq/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime 60s ./plugins/apps/zmq/
+	$(GO) test -run '^$$' -fuzz '^FuzzAttribute$$' -fuzztime 60s ./plugins/apps/misp/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./plugins/apps/zeek/brokerjson/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s ./plugins/backbones/rabbitmq/
+
 clean:
 	rm -rf bin

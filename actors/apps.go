@@ -57,6 +57,7 @@ func (a *appsActor) Receive(ctx actor.Context) {
 				a.snapshotters = append(a.snapshotters, pid)
 			}
 		}
+		a.rt.appsUpOnce.Do(func() { close(a.rt.appsUp) })
 	case *actor.Terminated:
 		// A finished subscriber, or an app the supervisor gave up on.
 		delete(a.subs, pidKey(m.Who))

@@ -77,6 +77,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		drops:   newTally(log, "message dropped"),
 		panics:  newTally(nil, ""),
 		plugins: newPluginTable(),
+		appsUp:  make(chan struct{}),
 		router:  system.NewLocalPID(routerID),
 		apps:    system.NewLocalPID(appsID),
 		bus:     system.NewLocalPID(busID),
@@ -111,18 +112,14 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("actors: spawn daemon: %w", err)
 	}
 	d.pid = pid
-	// The apps actor answers once its Started, which spawns every app, ran.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := system.Root.RequestFuture(rt.apps, &ping{}, time.Second).Result()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = d.Stop(context.Background())
-			return nil, fmt.Errorf("actors: the actor tree did not come up: %w", err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	// Wait until the apps actor's Started (which spawns every app) has run.
+	// Pinging its PID instead would race with its spawn: protoactor
+	// registers an actor before its mailbox is ready.
+	select {
+	case <-rt.appsUp:
+	case <-time.After(10 * time.Second):
+		_ = d.Stop(context.Background())
+		return nil, errors.New("actors: the actor tree did not come up within 10s")
 	}
 	if cfg.Chaos.Enabled {
 		log.Warn("fault injection is enabled", "targets", cfg.Chaos.Targets, "probability", cfg.Chaos.Probability, "interval", cfg.Chaos.Interval.D())

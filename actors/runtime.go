@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,9 @@ type runtime struct {
 	snapshotRequests atomic.Uint64
 
 	router, apps, bus *actor.PID
+	// appsUp is closed once the apps actor has started (and spawned the apps).
+	appsUp     chan struct{}
+	appsUpOnce sync.Once
 }
 
 // handle returns the plugins.Bus of an app.

@@ -43,6 +43,12 @@ Usage:
                               show a running bus's plugins, subscriptions and
                               counters (default 127.0.0.1:13380)
   threatbus version           print the version
+  threatbus subscribe [--endpoint HOST:PORT] [--topic TOPIC]... [--snapshot DAYS]
+                              print what a bus's zmq app sends as JSON lines
+                              (default 127.0.0.1:13370, stix2/indicator)
+  threatbus publish [--endpoint HOST:PORT] [FILE|-]
+                              send the STIX objects of FILE (JSON lines or
+                              bundles; - is stdin) to a bus's zmq app
 `
 
 func main() {
@@ -72,6 +78,10 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		return exitOK
 	case "status":
 		return statusCmd(args, stdout, stderr)
+	case "subscribe":
+		return subscribeCmd(args, stdout, stderr, signals)
+	case "publish":
+		return publishCmd(args, os.Stdin, stderr, signals)
 	case "version":
 		fmt.Fprintf(stdout, "threatbus %s\n", buildinfo.String())
 		return exitOK

@@ -1,0 +1,217 @@
+package zeek
+
+import (
+	"log/slog"
+	"maps"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/threatbus/threatbus/plugins"
+)
+
+// Reasons an indicator delivered to a Zeek subscription is not sent, as
+// counted in Stats.NotApplicable.
+const (
+	naNotIndicator = "not_an_indicator"   // a sighting (the Zeek subscribed to "stix2/" or "")
+	naInvalid      = "invalid_indicator"  // does not decode as a STIX indicator
+	naPatternType  = "not_a_stix_pattern" // pattern_type other than stix
+	naNotPoint     = "not_a_point_ioc"    // anything but one "=" comparison
+	naUnsupported  = "unsupported_type"   // an object path Zeek has no intel type for
+	naValue        = "invalid_value"      // empty, not an address, or unsendable
+)
+
+// Causes of events from Zeek that were not acted on, as counted in
+// EndpointStats.Rejected.
+const (
+	rejMalformed      = "malformed"           // not a Broker JSON message
+	rejNotEvent       = "not_an_event"        // a data message that is not an event
+	rejBadSubscribe   = "bad_subscribe"       // subscribe with wrong arguments
+	rejSubscribeError = "subscribe_failed"    // the bus refused the subscription
+	rejBadUnsubscribe = "bad_unsubscribe"     // unsubscribe with wrong arguments
+	rejUnknownTopic   = "unsubscribe_unknown" // unsubscribe of a topic this Zeek does not have
+	rejBadSighting    = "bad_sighting"        // sighting with wrong arguments
+	rejInvalidSight   = "invalid_sighting"    // no valid STIX Sighting can be made of it
+	rejPublish        = "publish_failed"      // the bus refused the sighting
+	rejPanic          = "handler_panic"       // a bug; logged with its stack
+	rejBinary         = "binary_message"      // Zeek sends text only
+)
+
+// Stats are the app's counters.
+type Stats struct {
+	// NotApplicable counts indicators not sent to a Zeek, by reason (the
+	// na* constants: "not_a_point_ioc", "unsupported_type", …), once per
+	// subscription that received them.
+	NotApplicable map[string]uint64
+	Endpoints     []EndpointStats
+}
+
+// EndpointStats are the counters of one Zeek.
+type EndpointStats struct {
+	URL       string
+	Connected bool
+	// LastError is why the endpoint is not connected, or why it last lost
+	// its connection.
+	LastError string
+	// Zeek's endpoint id and version from the last ack.
+	ZeekEndpoint, ZeekVersion string
+	Connects, Disconnects     uint64
+	// Subscribed and Unsubscribed count subscriptions made and ended on
+	// Zeek's request; Resubscribed counts subscribes answered with the
+	// subscription the connection already had for that topic.
+	Subscribed, Unsubscribed, Resubscribed uint64
+	// IntelSent counts Tenzir::intel events written to Zeek.
+	IntelSent uint64
+	// Sightings counts sightings put on the bus.
+	Sightings uint64
+	// ServerErrors counts Zeek's error messages by code.
+	ServerErrors map[string]uint64
+	// Rejected counts what Zeek sent that was not acted on, by cause (the
+	// rej* constants).
+	Rejected map[string]uint64
+	// Ignored counts events of other names (the bus's own events echoed,
+	// other modules'), by name.
+	Ignored map[string]uint64
+	// Subscriptions are the live subscriptions of the current connection.
+	Subscriptions []SubscriptionStats
+}
+
+// SubscriptionStats describe one Zeek subscription.
+type SubscriptionStats struct {
+	Topic      string
+	P2P        string
+	Snapshot   time.Duration
+	SnapshotID string
+	// IntelSent counts intel events sent for this subscription.
+	IntelSent uint64
+	// Bus are the bus subscription's counters: Dropped["overflow"] counts
+	// what this Zeek could not take in time.
+	Bus plugins.SubscriptionStats
+}
+
+// state is what outlives one Run: the endpoints and the counters.
+type state struct {
+	endpoints     []*endpoint
+	running       chan struct{} // one Run at a time
+	notApplicable *tally
+
+	lastLogged Stats
+}
+
+func newState(a *App, urls []string) *state {
+	st := &state{running: make(chan struct{}, 1), notApplicable: newTally()}
+	for _, u := range urls {
+		st.endpoints = append(st.endpoints, newEndpoint(a, st, u))
+	}
+	return st
+}
+
+// Stats returns the app's counters.
+func (a *App) Stats() Stats {
+	st := a.st
+	if st == nil {
+		return Stats{NotApplicable: map[string]uint64{}}
+	}
+	out := Stats{NotApplicable: st.notApplicable.snapshot()}
+	for _, e := range st.endpoints {
+		out.Endpoints = append(out.Endpoints, e.stats())
+	}
+	return out
+}
+
+// logStats logs the counters when they changed since the last time (or
+// always, when final).
+func (st *state) logStats(log *slog.Logger, final bool) {
+	cur := Stats{NotApplicable: st.notApplicable.snapshot()}
+	for _, e := range st.endpoints {
+		cur.Endpoints = append(cur.Endpoints, e.stats())
+	}
+	if !final && sameCounters(cur, st.lastLogged) {
+		return
+	}
+	st.lastLogged = cur
+	msg := "zeek app counters"
+	if final {
+		msg = "zeek app stopped"
+	}
+	attrs := []any{"not_applicable", cur.NotApplicable}
+	for _, e := range cur.Endpoints {
+		var dropped uint64
+		for _, s := range e.Subscriptions {
+			for _, n := range s.Bus.Dropped {
+				dropped += n
+			}
+		}
+		attrs = append(attrs, slog.Group(e.URL,
+			"connected", e.Connected, "subscriptions", len(e.Subscriptions), "intel_sent", e.IntelSent,
+			"sightings", e.Sightings, "dropped", dropped, "server_errors", e.ServerErrors, "rejected", e.Rejected,
+			"reconnects", e.Disconnects))
+	}
+	log.Info(msg, attrs...)
+}
+
+func sameCounters(a, b Stats) bool {
+	if !maps.Equal(a.NotApplicable, b.NotApplicable) || len(a.Endpoints) != len(b.Endpoints) {
+		return false
+	}
+	for i := range a.Endpoints {
+		x, y := a.Endpoints[i], b.Endpoints[i]
+		if x.Connected != y.Connected || x.IntelSent != y.IntelSent || x.Sightings != y.Sightings ||
+			x.Disconnects != y.Disconnects || len(x.Subscriptions) != len(y.Subscriptions) ||
+			!maps.Equal(x.ServerErrors, y.ServerErrors) || !maps.Equal(x.Rejected, y.Rejected) {
+			return false
+		}
+	}
+	return true
+}
+
+// tally counts by cause.
+type tally struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+func newTally() *tally { return &tally{m: map[string]uint64{}} }
+
+func (t *tally) add(cause string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.m[cause]++
+	return t.m[cause]
+}
+
+func (t *tally) snapshot() map[string]uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.m)
+}
+
+// counters of one endpoint, atomics so that sinks and the reader update
+// them without a lock.
+type counters struct {
+	connects, disconnects                  atomic.Uint64
+	subscribed, unsubscribed, resubscribed atomic.Uint64
+	intelSent, sightings                   atomic.Uint64
+	serverErrors, rejected, ignored        *tally
+}
+
+func (e *endpoint) stats() EndpointStats {
+	e.mu.Lock()
+	s := EndpointStats{
+		URL: e.url, Connected: e.connected.Load(), LastError: e.lastErr,
+		ZeekEndpoint: e.zeekEndpoint, ZeekVersion: e.zeekVersion,
+	}
+	sess := e.sess
+	e.mu.Unlock()
+	c := &e.c
+	s.Connects, s.Disconnects = c.connects.Load(), c.disconnects.Load()
+	s.Subscribed, s.Unsubscribed, s.Resubscribed = c.subscribed.Load(), c.unsubscribed.Load(), c.resubscribed.Load()
+	s.IntelSent, s.Sightings = c.intelSent.Load(), c.sightings.Load()
+	s.ServerErrors, s.Rejected, s.Ignored = c.serverErrors.snapshot(), c.rejected.snapshot(), c.ignored.snapshot()
+	if sess != nil {
+		s.Subscriptions = sess.subscriptionStats()
+	}
+	sort.Slice(s.Subscriptions, func(i, j int) bool { return s.Subscriptions[i].P2P < s.Subscriptions[j].P2P })
+	return s
+}
