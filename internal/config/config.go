@@ -173,7 +173,7 @@ func Parse(name string, data []byte, environ []string) (*Config, error) {
 		errs = append(errs, &Error{File: name, Line: lineOf(lines, key), Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 
-	unknown := map[string]bool{} // tables of plugins that do not exist: their keys are not reported again
+	unknown := map[string]bool{} // tables not (fully) decoded: their keys are not reported as unknown
 	decode := func(kind plugins.Kind, tables map[string]toml.Primitive) []Instance {
 		var out []Instance
 		for _, n := range sortedKeys(tables) {
@@ -190,6 +190,8 @@ func Parse(name string, data []byte, environ []string) (*Config, error) {
 				continue
 			}
 			if err := md.PrimitiveDecode(tables[n], p); err != nil {
+				// Decoding stopped part way: its other keys are not unknown.
+				unknown[key] = true
 				errs = append(errs, tomlError(name, err))
 				continue
 			}
