@@ -452,3 +452,27 @@ func TestStartRejectsMissingBackbone(t *testing.T) {
 		t.Fatal("started without a backbone")
 	}
 }
+
+// TestSinkCancelledByCloseCountsAsClosed: a sink that gives up because its
+// subscription is closing is not a sink error.
+func TestSinkCancelledByCloseCountsAsClosed(t *testing.T) {
+	b := start(t, bustest.Options{})
+	entered := make(chan struct{}, 1)
+	sub, err := b.Bus.Subscribe(context.Background(), plugins.SubscribeRequest{Topics: []string{"stix2/"}, Sink: func(ctx context.Context, _ *messages.Envelope) error {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(t, bustest.Indicator(t, 0))
+	<-entered
+	if err := sub.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, "the cancelled message counted as closed", func() bool {
+		st := sub.Stats()
+		return st.Dropped["closed"] == 1 && st.Dropped["sink_error"] == 0
+	})
+}

@@ -264,6 +264,15 @@ func (s *outbox) write(ctx context.Context, q *ringQueue, done chan<- struct{}) 
 			continue
 		}
 		if err := s.callSink(ctx, it.env); err != nil {
+			if ctx.Err() != nil { // the sink gave up because we are stopping
+				reason := dropShutdown
+				if s.discard.Load() {
+					reason = dropClosed
+				}
+				s.state.drop(reason, 1)
+				s.rt.drops.add(reason, "subscription", s.state.name)
+				continue
+			}
 			s.state.drop(dropSinkError, 1)
 			s.rt.drops.add(dropSinkError, "subscription", s.state.name, "error", err)
 			continue

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/threatbus/threatbus/internal/config"
 )
 
 // validate checks the configuration and builds the REST client. Every
@@ -215,27 +217,6 @@ func loadCAs(path string) (*x509.CertPool, error) {
 }
 
 // checkHost accepts an IP literal or a syntactically valid host name.
-func checkHost(h string) error {
-	if net.ParseIP(h) != nil {
-		return nil
-	}
-	if h == "" {
-		return errors.New("empty host")
-	}
-	if len(h) > 253 {
-		return fmt.Errorf("host %.32q…: longer than 253 characters", h)
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		ok := label != "" && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-'
-		for i := 0; ok && i < len(label); i++ {
-			c := label[i]
-			ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
-		}
-		if !ok {
-			return fmt.Errorf("%q is not an IP address or a valid host name", h)
-		}
-	}
-	return nil
-}
+func checkHost(h string) error { return config.CheckHost(h) }
 
 func needsBrackets(host string) bool { return strings.Contains(host, ":") }

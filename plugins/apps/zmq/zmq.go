@@ -158,26 +158,13 @@ func (a *App) Init() error {
 
 // checkHost accepts "*", an IP literal or a syntactically valid host name.
 func checkHost(h string) error {
-	if h == "*" || net.ParseIP(h) != nil {
+	switch h {
+	case "*":
 		return nil
-	}
-	if h == "" {
+	case "":
 		return errors.New(`host is empty: want an IP, a host name or "*"`)
 	}
-	if len(h) > 253 {
-		return fmt.Errorf("host %.32q…: longer than 253 characters", h)
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		ok := label != "" && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-'
-		for i := 0; ok && i < len(label); i++ {
-			c := label[i]
-			ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
-		}
-		if !ok {
-			return fmt.Errorf("host %q: not an IP address or a valid host name", h)
-		}
-	}
-	return nil
+	return config.CheckHost(h)
 }
 
 // Ports returns the ports the sockets are bound to (the configured ones, or
