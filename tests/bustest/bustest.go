@@ -60,7 +60,7 @@ type Options struct {
 	Apps []config.Instance
 	// Configure edits the configuration before the bus starts.
 	Configure func(*config.Config)
-	// Log receives the bus's log; nil discards it unless THREATBUS_TEST_LOG
+	// Log receives the bus's log; nil discards it unless TBTEST_LOG
 	// is set.
 	Log io.Writer
 }
@@ -79,7 +79,7 @@ func Start(t testing.TB, backbone plugins.Backbone, opts Options) *Bus {
 	w := opts.Log
 	if w == nil {
 		w = io.Discard
-		if os.Getenv("THREATBUS_TEST_LOG") != "" {
+		if os.Getenv("TBTEST_LOG") != "" {
 			w = os.Stderr
 		}
 	}

@@ -95,7 +95,7 @@ func startBus(t testing.TB, app *App, configure func(*config.Config)) (*bustest.
 	t.Helper()
 	log := &bustest.SyncBuffer{}
 	var w io.Writer = log
-	if os.Getenv("THREATBUS_TEST_LOG") != "" {
+	if os.Getenv("TBTEST_LOG") != "" {
 		w = io.MultiWriter(log, os.Stderr)
 	}
 	b := bustest.Start(t, &inmem.Backbone{}, bustest.Options{

@@ -43,7 +43,7 @@ const (
 func fakeZeek(t *testing.T, opts zeektest.Options) *zeektest.Server {
 	t.Helper()
 	opts.Script, opts.Schema = scriptPath, schemaPath
-	if os.Getenv("THREATBUS_TEST_LOG") != "" {
+	if os.Getenv("TBTEST_LOG") != "" {
 		opts.Logf = t.Logf
 	}
 	z := zeektest.Start(t, opts)
@@ -117,14 +117,14 @@ func start(t *testing.T, s setup) *env {
 	return e
 }
 
-// logWriter keeps the bus's log and echoes it with THREATBUS_TEST_LOG.
+// logWriter keeps the bus's log and echoes it with TBTEST_LOG.
 type logWriter struct {
 	t   *testing.T
 	buf *bustest.SyncBuffer
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
-	if os.Getenv("THREATBUS_TEST_LOG") != "" {
+	if os.Getenv("TBTEST_LOG") != "" {
 		os.Stderr.Write(p)
 	}
 	return w.buf.Write(p)

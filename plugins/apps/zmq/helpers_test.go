@@ -80,7 +80,7 @@ func startTB(t testing.TB, s setup) *env {
 	return &env{bus: b, app: app, endpoint: fmt.Sprintf("127.0.0.1:%d", manage), log: log}
 }
 
-// logBuffer collects the bus's log (and echoes it with THREATBUS_TEST_LOG).
+// logBuffer collects the bus's log (and echoes it with TBTEST_LOG).
 type logBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -89,7 +89,7 @@ type logBuffer struct {
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if os.Getenv("THREATBUS_TEST_LOG") != "" {
+	if os.Getenv("TBTEST_LOG") != "" {
 		_, _ = os.Stderr.Write(p)
 	}
 	return l.b.Write(p)

@@ -23,7 +23,7 @@ import (
 
 // urlEnv names the broker the tests use. The tests fail, not skip, when it
 // cannot be reached: `make test` starts RabbitMQ (scripts/setup.sh --test).
-const urlEnv = "THREATBUS_TEST_AMQP_URL"
+const urlEnv = "TBTEST_AMQP_URL"
 
 func brokerURL() string {
 	if u := os.Getenv(urlEnv); u != "" {
@@ -120,11 +120,11 @@ func (n names) remove(a *admin, queues ...string) {
 	_ = a.do(func(ch *amqp.Channel) error { return ch.ExchangeDelete(n.exchange, false, false) })
 }
 
-// testLogger discards unless THREATBUS_TEST_LOG is set.
+// testLogger discards unless TBTEST_LOG is set.
 func testLogger(w io.Writer) *slog.Logger {
 	if w == nil {
 		w = io.Discard
-		if os.Getenv("THREATBUS_TEST_LOG") != "" {
+		if os.Getenv("TBTEST_LOG") != "" {
 			w = os.Stderr
 		}
 	}
