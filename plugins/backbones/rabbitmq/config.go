@@ -129,6 +129,11 @@ func (b *Backbone) Init() error {
 		return err
 	}
 	b.cfg = s
+	if b.out == nil {
+		// Made here, before the bus runs, so that Stats may read it from
+		// any goroutine; it outlives restarts, keeping what was unconfirmed.
+		b.out = newOutbox(b.PublishTimeout.D(), &b.stats.loopbackTimeouts)
+	}
 	return nil
 }
 

@@ -195,9 +195,6 @@ func (b *Backbone) Start(ctx context.Context, deliver func(*messages.Envelope)) 
 	if b.run != nil {
 		return errors.New("rabbitmq: already started")
 	}
-	if b.out == nil {
-		b.out = newOutbox(b.PublishTimeout.D(), &b.stats.loopbackTimeouts)
-	}
 	b.ids.init()
 	down := &linkState{err: errors.New("connecting")}
 	b.pub.Store(down)

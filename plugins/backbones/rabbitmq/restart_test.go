@@ -62,15 +62,34 @@ func TestNetworkCutUnderLoad(t *testing.T) {
 // must be exactly those the router removed.
 func underLoad(t *testing.T, b *rabbitmq.Backbone, burst int, interrupt func() int) {
 	t.Helper()
-	bus := bustest.Start(t, b, bustest.Options{})
-	rec := bustest.NewRecorder("sub")
-	bus.Subscribe(t, rec, messages.TopicIndicator)
-
 	const total = 3000
 	payloads := make([][]byte, total)
 	for i := range payloads {
 		payloads[i] = bustest.Indicator(t, i)
 	}
+	// A failure here is a timing window that shows only on a busy machine:
+	// say what was missing and what the backbone did.
+	var log bustest.SyncBuffer
+	b.SetLogger(testLogger(&log))
+	rec := bustest.NewRecorder("sub")
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		var missing []int
+		for i, p := range payloads {
+			if rec.Count(p) == 0 {
+				missing = append(missing, i)
+			}
+		}
+		if len(missing) > 20 {
+			missing = append(missing[:10], missing[len(missing)-10:]...)
+		}
+		t.Logf("missing (first and last ten): %v\nbackbone stats: %+v\nready: %v\nlog:\n%s", missing, b.Stats(), b.Ready(), log.String())
+	})
+	bus := bustest.Start(t, b, bustest.Options{Log: &log})
+	bus.Subscribe(t, rec, messages.TopicIndicator)
+
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
