@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"hash/maphash"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -16,16 +17,26 @@ import (
 // everything else; the bus subscribes to both: requests it hands to its
 // snapshot-capable apps, envelopes it unwraps and delivers to the one
 // subscriber that asked, if that subscriber is its own.
+//
+// Where several buses share a backbone (RabbitMQ hosts, cluster members),
+// each hands a request to its own apps, and buses configured alike answer
+// alike. The requester therefore delivers each distinct body of a snapshot
+// once: a body repeated byte for byte is another bus's copy of an answer
+// already delivered, and is counted as snapshot:duplicate_answer.
 type busActor struct {
 	rt         *runtime
 	snapshots  map[string]*pendingSnapshot
 	order      []string // snapshot ids, oldest first: expiry order, as the TTL is fixed
 	cancelTick scheduler.CancelFunc
+	seed       maphash.Seed
 }
 
 type pendingSnapshot struct {
 	subscriber *actor.PID
 	expires    time.Time
+	// seen holds a hash of every body delivered for this snapshot: 8 bytes
+	// per object, for as long as the snapshot is in flight.
+	seen map[uint64]struct{}
 }
 
 type expireSnapshots struct{}
@@ -34,7 +45,9 @@ type expireSnapshots struct{}
 type countSnapshots struct{}
 
 func newBus(rt *runtime) actor.Producer {
-	return func() actor.Actor { return &busActor{rt: rt, snapshots: map[string]*pendingSnapshot{}} }
+	return func() actor.Actor {
+		return &busActor{rt: rt, snapshots: map[string]*pendingSnapshot{}, seed: maphash.MakeSeed()}
+	}
 }
 
 func (b *busActor) Receive(ctx actor.Context) {
@@ -105,7 +118,7 @@ func (b *busActor) start(ctx actor.Context, m *startSnapshot) {
 	for len(b.order) >= b.rt.cfg.Bus.MaxSnapshots {
 		b.forget(b.order[0], "snapshot:evicted_at_capacity")
 	}
-	b.snapshots[m.id] = &pendingSnapshot{subscriber: m.subscriber, expires: time.Now().Add(b.rt.cfg.Bus.SnapshotTTL.D())}
+	b.snapshots[m.id] = &pendingSnapshot{subscriber: m.subscriber, expires: time.Now().Add(b.rt.cfg.Bus.SnapshotTTL.D()), seen: map[uint64]struct{}{}}
 	b.order = append(b.order, m.id)
 	ctx.Watch(m.subscriber)
 	for _, t := range m.types {
@@ -146,6 +159,12 @@ func (b *busActor) onEnvelope(ctx actor.Context, env *messages.Envelope) {
 		b.rt.faults.add("snapshot:invalid_body", "origin", env.Origin, "error", err)
 		return
 	}
+	h := maphash.Bytes(b.seed, e.Body)
+	if _, dup := p.seen[h]; dup {
+		b.rt.faults.add("snapshot:duplicate_answer", "snapshot", e.SnapshotID, "origin", env.Origin)
+		return
+	}
+	p.seen[h] = struct{}{}
 	ctx.Send(p.subscriber, &messages.Deliver{Envelope: body})
 }
 

@@ -476,3 +476,30 @@ func TestSinkCancelledByCloseCountsAsClosed(t *testing.T) {
 		return st.Dropped["closed"] == 1 && st.Dropped["sink_error"] == 0
 	})
 }
+
+// TestSnapshotAnswersDeduplicated: buses configured alike (RabbitMQ hosts,
+// cluster members) answer a request alike. Two apps stand in for them here:
+// the requester gets each distinct body once, and the copies are counted.
+func TestSnapshotAnswersDeduplicated(t *testing.T) {
+	same, other := bustest.Indicator(t, 1), bustest.Indicator(t, 2)
+	answers := map[messages.SnapshotType][][]byte{messages.SnapshotType_SNAPSHOT_TYPE_INDICATOR: {same}}
+	b := start(t, bustest.Options{Apps: []config.Instance{
+		{Kind: plugins.KindApp, Name: "member1", Plugin: &snapshotApp{answers: answers}},
+		{Kind: plugins.KindApp, Name: "member2", Plugin: &snapshotApp{answers: answers}},
+		{Kind: plugins.KindApp, Name: "member3", Plugin: &snapshotApp{answers: map[messages.SnapshotType][][]byte{
+			messages.SnapshotType_SNAPSHOT_TYPE_INDICATOR: {same, other},
+		}}},
+	}})
+	rec := bustest.NewRecorder("requester")
+	if _, err := b.Bus.Subscribe(context.Background(), plugins.SubscribeRequest{Topics: []string{messages.TopicIndicator}, Snapshot: time.Hour, Sink: rec.Sink}); err != nil {
+		t.Fatal(err)
+	}
+	rec.WaitLen(t, 2)
+	bustest.Eventually(t, "both copies counted", func() bool {
+		return b.Daemon.Stats().Faults["snapshot:duplicate_answer"] == 2
+	})
+	rec.Quiet(t, 2, 100*time.Millisecond)
+	if rec.Count(same) != 1 || rec.Count(other) != 1 {
+		t.Fatalf("requester got the shared body %d times and the other %d times, want once each", rec.Count(same), rec.Count(other))
+	}
+}
