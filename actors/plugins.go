@@ -85,19 +85,30 @@ type PluginStatus struct {
 	Ready bool `json:"ready"`
 	// NotReady says why Ready is false.
 	NotReady string `json:"not_ready,omitempty"`
+	// Details is the plugin's own report (plugins.Reporter), if it has one.
+	Details any `json:"details,omitempty"`
+	// Metrics are the plugin's own metrics; /metrics exports them.
+	Metrics []plugins.Metric `json:"-"`
 }
 
 func (t *pluginTable) status() []PluginStatus {
 	t.mu.Lock()
 	out := make([]PluginStatus, 0, len(t.m))
 	checkers := make([]plugins.Checker, 0, len(t.m))
+	reporters := make([]plugins.Reporter, 0, len(t.m))
 	for name, r := range t.m {
 		out = append(out, PluginStatus{Name: name, Kind: string(r.kind), State: r.state, Since: r.since, Restarts: r.restarts, LastError: r.lastErr})
 		c, _ := r.plugin.(plugins.Checker)
 		checkers = append(checkers, c)
+		rep, _ := r.plugin.(plugins.Reporter)
+		reporters = append(reporters, rep)
 	}
 	t.mu.Unlock()
-	for i := range out { // outside the lock: Ready may take a moment
+	for i := range out { // outside the lock: Ready and Report may take a moment
+		if reporters[i] != nil {
+			rep := reporters[i].Report()
+			out[i].Details, out[i].Metrics = rep.Details, rep.Metrics
+		}
 		switch {
 		case out[i].State != stateRunning:
 			out[i].NotReady = "plugin is " + out[i].State

@@ -112,11 +112,11 @@ type Subscription interface {
 
 // SubscriptionStats are the counters of one subscription.
 type SubscriptionStats struct {
-	Delivered uint64
+	Delivered uint64 `json:"delivered"`
 	// Dropped by reason: "overflow", "sink_error", "closed", "shutdown".
-	Dropped map[string]uint64
+	Dropped map[string]uint64 `json:"dropped"`
 	// Queued is the number of messages waiting in the outbox.
-	Queued int
+	Queued int `json:"queued"`
 }
 
 // Backbone is a backbone plugin: the transport that carries published
@@ -141,6 +141,39 @@ type Backbone interface {
 // status report it. It must be cheap and safe for concurrent use.
 type Checker interface {
 	Ready() error
+}
+
+// Reporter is implemented by plugins that keep state of their own worth
+// showing: counters, peers, queues, when a source was last heard from. The
+// status endpoint and every /metrics scrape call Report, so it must be cheap
+// and safe for concurrent use, also before Start and after Stop.
+type Reporter interface {
+	Report() Report
+}
+
+// Report is one plugin's own state.
+type Report struct {
+	// Details appears under the plugin in /api/v1/status; any value
+	// encoding/json can marshal (typically the plugin's Stats).
+	Details any
+	// Metrics are exported on /metrics as threatbus_<Name> with the label
+	// plugin set to the instance's name.
+	Metrics []Metric
+}
+
+// Metric is one sample of a plugin's metric.
+type Metric struct {
+	// Name follows Prometheus conventions, prefixed with the plugin
+	// ("rabbitmq_confirmed_total", "cluster_peer_queue_messages"): base
+	// units, _total for counters. Every sample of one Name has the same
+	// label names.
+	Name string
+	Help string
+	// Counter marks a monotonic count; otherwise the value is a gauge.
+	Counter bool
+	// Labels are the sample's labels besides plugin, e.g. {"peer": "10.0.0.2:14001"}.
+	Labels map[string]string
+	Value  float64
 }
 
 // ConfigError marks a failure that restarting cannot fix (a refused

@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -355,5 +356,67 @@ func TestMetricsMove(t *testing.T) {
 	}
 	if after[`threatbus_subscriptions{app="probe"}`] != 1 {
 		t.Errorf("subscriptions gauge: %v", after[`threatbus_subscriptions{app="probe"}`])
+	}
+}
+
+// reportingApp reports state of its own (plugins.Reporter), including a
+// sample Prometheus would refuse.
+type reportingApp struct{ crashyApp }
+
+func (*reportingApp) Report() plugins.Report {
+	return plugins.Report{
+		Details: map[string]any{"peers": []string{"a", "b"}},
+		Metrics: []plugins.Metric{
+			{Name: "test_peer_forwarded_total", Help: "Forwarded, by peer.", Counter: true, Labels: map[string]string{"peer": "a"}, Value: 3},
+			{Name: "test_peer_forwarded_total", Help: "Forwarded, by peer.", Counter: true, Labels: map[string]string{"peer": "b"}, Value: 5},
+			{Name: "test_queue_messages", Help: "Queued.", Value: 2},
+			{Name: "bad name", Help: "Refused by Prometheus: left out, not fatal.", Value: 1},
+		},
+	}
+}
+
+// TestPluginReports: a plugin's own report shows under it in the status,
+// and its metrics on /metrics with the plugin label, typed as declared.
+func TestPluginReports(t *testing.T) {
+	h := start(t, false, []config.Instance{{Kind: plugins.KindApp, Name: "reporter", Plugin: &reportingApp{}}}, nil)
+	m := h.metrics(t)
+	for k, v := range map[string]float64{
+		`threatbus_test_peer_forwarded_total{peer="a",plugin="reporter"}`: 3,
+		`threatbus_test_peer_forwarded_total{peer="b",plugin="reporter"}`: 5,
+		`threatbus_test_queue_messages{plugin="reporter"}`:                2,
+	} {
+		if got, ok := m[k]; !ok || got != v {
+			t.Errorf("%s = %v (present %t), want %v", k, got, ok, v)
+		}
+	}
+	_, body := h.do(t, "GET", "/metrics")
+	if !strings.Contains(body, "# TYPE threatbus_test_peer_forwarded_total counter") || !strings.Contains(body, "# TYPE threatbus_test_queue_messages gauge") {
+		t.Errorf("plugin metrics typed wrong:\n%s", body)
+	}
+	code, status := h.do(t, "GET", "/api/v1/status")
+	if code != 200 {
+		t.Fatalf("status: %d %s", code, status)
+	}
+	var st struct {
+		Plugins []struct {
+			Name    string          `json:"name"`
+			Details json.RawMessage `json:"details"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal([]byte(status), &st); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range st.Plugins {
+		if p.Name == "reporter" {
+			found = true
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, p.Details); err != nil || compact.String() != `{"peers":["a","b"]}` {
+				t.Errorf("details %s", p.Details)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no reporter in %s", status)
 	}
 }

@@ -3,11 +3,13 @@ package admin
 import (
 	"context"
 	"runtime"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/threatbus/threatbus/actors"
+	"github.com/threatbus/threatbus/plugins"
 )
 
 // collector turns one actors.Status per scrape into metrics, so counters
@@ -35,11 +37,10 @@ var (
 	descScrapeErr  = prometheus.NewDesc("threatbus_status_incomplete", "1 when actors did not report their part of this scrape in time.", nil, nil)
 )
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuild, descPublished, descDelivered, descRouted, descDropped, descRejected, descSubs, descOutbox, descRestarts, descSnapReqs, descSnapFlight, descUp, descBackbone, descScrapeErr} {
-		ch <- d
-	}
-}
+// Describe describes nothing: the collector is unchecked, because the
+// plugins' own metrics (plugins.Reporter) are known only when collected. The
+// registry still checks at every scrape that samples of one name agree.
+func (c *collector) Describe(chan<- *prometheus.Desc) {}
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -98,5 +99,32 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if p.Kind == "backbones" {
 			gauge(descBackbone, up, p.Name)
 		}
+		for _, m := range p.Metrics {
+			if pm, ok := pluginMetric(p.Name, m); ok {
+				ch <- pm
+			}
+		}
 	}
+}
+
+// pluginMetric turns one sample a plugin reported into a metric; ok is false
+// for a sample Prometheus would refuse (a bad name or label), which is left
+// out rather than failing the whole scrape.
+func pluginMetric(plugin string, m plugins.Metric) (prometheus.Metric, bool) {
+	names := make([]string, 0, len(m.Labels)+1)
+	for k := range m.Labels {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	values := make([]string, 0, len(names)+1)
+	for _, k := range names {
+		values = append(values, m.Labels[k])
+	}
+	names, values = append([]string{"plugin"}, names...), append([]string{plugin}, values...)
+	typ := prometheus.GaugeValue
+	if m.Counter {
+		typ = prometheus.CounterValue
+	}
+	pm, err := prometheus.NewConstMetric(prometheus.NewDesc("threatbus_"+m.Name, m.Help, names, nil), typ, m.Value, values...)
+	return pm, err == nil
 }

@@ -9,49 +9,52 @@ import (
 	"time"
 
 	"github.com/threatbus/threatbus/messages/stix"
+	"github.com/threatbus/threatbus/plugins"
 )
 
 // Stats are the app's counters.
 type Stats struct {
 	// Intake is "zmq" or "kafka"; Endpoint what it connects to.
-	Intake, Endpoint string
+	Intake   string `json:"intake"`
+	Endpoint string `json:"endpoint"`
 	// Connected: the intake is connected (ZeroMQ handshake done, Kafka
 	// brokers answering).
-	Connected bool
+	Connected bool `json:"connected"`
 	// LastHeard is when MISP last sent anything (an attribute, a heartbeat,
 	// a Kafka record); zero if never.
-	LastHeard time.Time
+	LastHeard time.Time `json:"last_heard"`
 	// Heartbeats counts misp_json_self messages.
-	Heartbeats uint64
+	Heartbeats uint64 `json:"heartbeats"`
 	// Received counts attribute messages read from the intake.
-	Received uint64
+	Received uint64 `json:"received"`
 	// Published counts indicators put on the bus: "add", "edit", "remove".
-	Published map[string]uint64
+	Published map[string]uint64 `json:"published"`
 	// Skipped counts attribute messages that did not become indicators, by
 	// cause ("to_ids_false", "filtered", "unmappable_type", …).
-	Skipped map[string]uint64
+	Skipped map[string]uint64 `json:"skipped"`
 	// Sightings are the write-back counters.
-	Sightings SightingStats
+	Sightings SightingStats `json:"sightings"`
 	// Snapshots are the snapshot counters.
-	Snapshots SnapshotStats
+	Snapshots SnapshotStats `json:"snapshots"`
 }
 
 // SightingStats count the sightings written back to MISP.
 type SightingStats struct {
 	// Queued is the number waiting to be sent.
-	Queued int
+	Queued int `json:"queued"`
 	// Sent counts sightings MISP accepted.
-	Sent uint64
+	Sent uint64 `json:"sent"`
 	// Rejected counts sightings MISP refused (4xx, or a reply with a
 	// message and no Sighting); they are not retried.
-	Rejected uint64
+	Rejected uint64 `json:"rejected"`
 	// Dropped counts sightings thrown away because the queue was full.
-	Dropped uint64
+	Dropped uint64 `json:"dropped"`
 	// Retries counts attempts that failed transiently and were repeated.
-	Retries uint64
+	Retries uint64 `json:"retries"`
 	// Ignored counts sightings not of an indicator; Invalid sightings that
 	// did not decode.
-	Ignored, Invalid uint64
+	Ignored uint64 `json:"ignored"`
+	Invalid uint64 `json:"invalid"`
 }
 
 // SnapshotStats count snapshot answers.
@@ -60,7 +63,7 @@ type SnapshotStats struct {
 	Indicators uint64 // indicators replied
 	Failed     uint64 // searches that failed
 	// Skipped counts attributes found that did not become indicators.
-	Skipped map[string]uint64
+	Skipped map[string]uint64 `json:"skipped"`
 }
 
 // Stats returns the app's counters.
@@ -337,4 +340,44 @@ func (st Stats) logAttrs() []any {
 		"sightings_sent", st.Sightings.Sent, "sightings_rejected", st.Sightings.Rejected,
 		"sightings_dropped", st.Sightings.Dropped, "sightings_queued", st.Sightings.Queued,
 		"last_heard", lastHeardText(st.LastHeard)}
+}
+
+// Report implements plugins.Reporter: Stats in the status, and as metrics.
+func (a *App) Report() plugins.Report {
+	st := a.Stats()
+	var m []plugins.Metric
+	add := func(name, help string, counter bool, v float64, labels ...string) {
+		var l map[string]string
+		if len(labels) == 2 {
+			l = map[string]string{labels[0]: labels[1]}
+		}
+		m = append(m, plugins.Metric{Name: "misp_" + name, Help: help, Counter: counter, Labels: l, Value: v})
+	}
+	connected, heard := 0.0, 0.0
+	if st.Connected {
+		connected = 1
+	}
+	if !st.LastHeard.IsZero() {
+		heard = float64(st.LastHeard.UnixMilli()) / 1e3
+	}
+	add("connected", "1 when the intake (ZeroMQ or Kafka) is connected.", false, connected)
+	add("last_heard_timestamp_seconds", "When MISP last sent anything (Unix time; 0: never).", false, heard)
+	add("heartbeats_total", "misp_json_self heartbeats received.", true, float64(st.Heartbeats))
+	add("attributes_received_total", "Attribute messages read from the intake.", true, float64(st.Received))
+	for action, n := range st.Published {
+		add("indicators_published_total", "Indicators put on the bus, by action.", true, float64(n), "action", action)
+	}
+	for cause, n := range st.Skipped {
+		add("attributes_skipped_total", "Attribute messages that did not become indicators, by cause.", true, float64(n), "cause", cause)
+	}
+	s := st.Sightings
+	add("sightings_queued", "Sightings waiting to be sent to MISP.", false, float64(s.Queued))
+	add("sightings_sent_total", "Sightings MISP accepted.", true, float64(s.Sent))
+	add("sightings_rejected_total", "Sightings MISP refused (not retried).", true, float64(s.Rejected))
+	add("sightings_dropped_total", "Sightings thrown away because the queue was full.", true, float64(s.Dropped))
+	add("sightings_retries_total", "Sighting attempts that failed transiently and were repeated.", true, float64(s.Retries))
+	add("snapshot_requests_total", "Indicator snapshot requests served.", true, float64(st.Snapshots.Requests))
+	add("snapshot_indicators_total", "Indicators replied to snapshot requests.", true, float64(st.Snapshots.Indicators))
+	add("snapshot_failures_total", "Snapshot searches that failed.", true, float64(st.Snapshots.Failed))
+	return plugins.Report{Details: st, Metrics: m}
 }

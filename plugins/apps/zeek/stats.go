@@ -43,51 +43,55 @@ type Stats struct {
 	// NotApplicable counts indicators not sent to a Zeek, by reason (the
 	// na* constants: "not_a_point_ioc", "unsupported_type", …), once per
 	// subscription that received them.
-	NotApplicable map[string]uint64
-	Endpoints     []EndpointStats
+	NotApplicable map[string]uint64 `json:"not_applicable"`
+	Endpoints     []EndpointStats   `json:"endpoints"`
 }
 
 // EndpointStats are the counters of one Zeek.
 type EndpointStats struct {
-	URL       string
-	Connected bool
+	URL       string `json:"url"`
+	Connected bool   `json:"connected"`
 	// LastError is why the endpoint is not connected, or why it last lost
 	// its connection.
-	LastError string
+	LastError string `json:"last_error"`
 	// Zeek's endpoint id and version from the last ack.
-	ZeekEndpoint, ZeekVersion string
-	Connects, Disconnects     uint64
+	ZeekEndpoint string `json:"zeek_endpoint"`
+	ZeekVersion  string `json:"zeek_version"`
+	Connects     uint64 `json:"connects"`
+	Disconnects  uint64 `json:"disconnects"`
 	// Subscribed and Unsubscribed count subscriptions made and ended on
 	// Zeek's request; Resubscribed counts subscribes answered with the
 	// subscription the connection already had for that topic.
-	Subscribed, Unsubscribed, Resubscribed uint64
+	Subscribed   uint64 `json:"subscribed"`
+	Unsubscribed uint64 `json:"unsubscribed"`
+	Resubscribed uint64 `json:"resubscribed"`
 	// IntelSent counts Tenzir::intel events written to Zeek.
-	IntelSent uint64
+	IntelSent uint64 `json:"intel_sent"`
 	// Sightings counts sightings put on the bus.
-	Sightings uint64
+	Sightings uint64 `json:"sightings"`
 	// ServerErrors counts Zeek's error messages by code.
-	ServerErrors map[string]uint64
+	ServerErrors map[string]uint64 `json:"server_errors"`
 	// Rejected counts what Zeek sent that was not acted on, by cause (the
 	// rej* constants).
-	Rejected map[string]uint64
+	Rejected map[string]uint64 `json:"rejected"`
 	// Ignored counts events of other names (the bus's own events echoed,
 	// other modules'), by name.
-	Ignored map[string]uint64
+	Ignored map[string]uint64 `json:"ignored"`
 	// Subscriptions are the live subscriptions of the current connection.
-	Subscriptions []SubscriptionStats
+	Subscriptions []SubscriptionStats `json:"subscriptions"`
 }
 
 // SubscriptionStats describe one Zeek subscription.
 type SubscriptionStats struct {
-	Topic      string
-	P2P        string
-	Snapshot   time.Duration
-	SnapshotID string
+	Topic      string        `json:"topic"`
+	P2P        string        `json:"p2p"`
+	Snapshot   time.Duration `json:"snapshot"`
+	SnapshotID string        `json:"snapshot_id"`
 	// IntelSent counts intel events sent for this subscription.
-	IntelSent uint64
+	IntelSent uint64 `json:"intel_sent"`
 	// Bus are the bus subscription's counters: Dropped["overflow"] counts
 	// what this Zeek could not take in time.
-	Bus plugins.SubscriptionStats
+	Bus plugins.SubscriptionStats `json:"bus"`
 }
 
 // state is what outlives one Run: the endpoints and the counters.
@@ -214,4 +218,37 @@ func (e *endpoint) stats() EndpointStats {
 	}
 	sort.Slice(s.Subscriptions, func(i, j int) bool { return s.Subscriptions[i].P2P < s.Subscriptions[j].P2P })
 	return s
+}
+
+// Report implements plugins.Reporter: Stats in the status, and per-endpoint
+// metrics.
+func (a *App) Report() plugins.Report {
+	st := a.Stats()
+	var m []plugins.Metric
+	add := func(name, help string, counter bool, v uint64, labels map[string]string) {
+		m = append(m, plugins.Metric{Name: "zeek_" + name, Help: help, Counter: counter, Labels: labels, Value: float64(v)})
+	}
+	for _, e := range st.Endpoints {
+		ep := map[string]string{"endpoint": e.URL}
+		var up uint64
+		if e.Connected {
+			up = 1
+		}
+		add("connected", "1 when the WebSocket to this Zeek is up and acknowledged.", false, up, ep)
+		add("connects_total", "Connections to this Zeek.", true, e.Connects, ep)
+		add("disconnects_total", "Connections to this Zeek lost.", true, e.Disconnects, ep)
+		add("subscriptions", "Live subscriptions of this Zeek.", false, uint64(len(e.Subscriptions)), ep)
+		add("intel_sent_total", "Tenzir::intel events written to this Zeek.", true, e.IntelSent, ep)
+		add("sightings_total", "Sightings from this Zeek put on the bus.", true, e.Sightings, ep)
+		for code, n := range e.ServerErrors {
+			add("server_errors_total", "Error messages from this Zeek, by code.", true, n, map[string]string{"endpoint": e.URL, "code": code})
+		}
+		for cause, n := range e.Rejected {
+			add("rejected_total", "What this Zeek sent that was not acted on, by cause.", true, n, map[string]string{"endpoint": e.URL, "cause": cause})
+		}
+	}
+	for reason, n := range st.NotApplicable {
+		add("indicators_not_applicable_total", "Indicators not sent to Zeek, by reason.", true, n, map[string]string{"reason": reason})
+	}
+	return plugins.Report{Details: st, Metrics: m}
 }

@@ -12,36 +12,36 @@ import (
 // Stats are the app's counters.
 type Stats struct {
 	// Accepted counts frames apps published that went on the bus.
-	Accepted uint64
+	Accepted uint64 `json:"accepted"`
 	// Rejected counts dropped inbound frames by cause (the cause* constants:
 	// "malformed_json", "invalid_indicator", "topic", …).
-	Rejected map[string]uint64
+	Rejected map[string]uint64 `json:"rejected"`
 	// Expired counts subscriptions ended because heartbeats stopped.
-	Expired uint64
+	Expired uint64 `json:"expired"`
 	// Subscriptions are the live subscriptions, by private topic.
-	Subscriptions []SubscriptionStats
+	Subscriptions []SubscriptionStats `json:"subscriptions"`
 }
 
 // SubscriptionStats are the counters of one app's subscription.
 type SubscriptionStats struct {
 	// Topic is the private topic; Topics what the app subscribed to.
-	Topic  string
-	Topics []string
+	Topic  string   `json:"topic"`
+	Topics []string `json:"topics"`
 	// Sent counts frames handed to zmq for the app.
-	Sent uint64
+	Sent uint64 `json:"sent"`
 	// Held is the number of frames waiting for the app to connect or for
 	// room in zmq's queue.
-	Held int64
+	Held int64 `json:"held"`
 	// Discarded counts held frames thrown away when the subscription ended.
-	Discarded uint64
+	Discarded uint64 `json:"discarded"`
 	// SnapshotRequestsSkipped counts snapshot requests not queued because
 	// the app held max_pending frames already.
-	SnapshotRequestsSkipped uint64
+	SnapshotRequestsSkipped uint64 `json:"snapshot_requests_skipped"`
 	// EchoesSuppressed counts messages not sent back to their publisher.
-	EchoesSuppressed uint64
+	EchoesSuppressed uint64 `json:"echoes_suppressed"`
 	// Bus are the bus subscription's counters: Dropped["overflow"] counts
 	// what the app could not take in time (its outbox overflowed).
-	Bus plugins.SubscriptionStats
+	Bus plugins.SubscriptionStats `json:"bus"`
 }
 
 // Dropped is the total of messages the app did not get.
@@ -132,4 +132,23 @@ func (t *tally) snapshot() map[string]uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return maps.Clone(t.counts)
+}
+
+// Report implements plugins.Reporter: Stats in the status, and as metrics.
+// Per-subscription traffic is in the bus's own metrics, by app.
+func (a *App) Report() plugins.Report {
+	st := a.Stats()
+	m := []plugins.Metric{
+		{Name: "zmq_frames_accepted_total", Help: "Frames apps published that went on the bus.", Counter: true, Value: float64(st.Accepted)},
+		{Name: "zmq_subscriptions_expired_total", Help: "Subscriptions ended because heartbeats stopped.", Counter: true, Value: float64(st.Expired)},
+	}
+	var held float64
+	for _, s := range st.Subscriptions {
+		held += float64(s.Held)
+	}
+	m = append(m, plugins.Metric{Name: "zmq_frames_held", Help: "Frames waiting for their app to connect or for room in zmq's queue.", Value: held})
+	for cause, n := range st.Rejected {
+		m = append(m, plugins.Metric{Name: "zmq_frames_rejected_total", Help: "Inbound frames dropped, by cause.", Counter: true, Labels: map[string]string{"cause": cause}, Value: float64(n)})
+	}
+	return plugins.Report{Details: st, Metrics: m}
 }

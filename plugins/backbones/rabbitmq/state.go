@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/threatbus/threatbus/plugins"
 )
 
 // linkState is the state of one connection (the publisher's or the
@@ -58,29 +60,38 @@ type Stats struct {
 	// Published counts messages Publish accepted; Refused those it refused
 	// (buffer full, stopped); Slow the publishes that returned at
 	// publish_timeout before max_in_flight was reached.
-	Published, Refused, Slow uint64
+	Published uint64 `json:"published"`
+	Refused   uint64 `json:"refused"`
+	Slow      uint64 `json:"slow"`
 	// Sent counts basic.publish frames, Resent those of them that repeat an
 	// unconfirmed message after a reconnect or a nack.
-	Sent, Resent uint64
+	Sent   uint64 `json:"sent"`
+	Resent uint64 `json:"resent"`
 	// Confirmed and Nacked count publisher confirms.
-	Confirmed, Nacked uint64
+	Confirmed uint64 `json:"confirmed"`
+	Nacked    uint64 `json:"nacked"`
 	// Delivered counts deliveries handed to the bus; Foreign those without
 	// a message-id (from the original Threat Bus), which get a fresh id;
 	// Redelivered those RabbitMQ flagged as redelivered (possible
 	// duplicates, which the router removes).
-	Delivered, Foreign, Redelivered uint64
+	Delivered   uint64 `json:"delivered"`
+	Foreign     uint64 `json:"foreign"`
+	Redelivered uint64 `json:"redelivered"`
 	// Rejected counts deliveries rejected without requeue, by cause.
-	Rejected map[string]uint64
+	Rejected map[string]uint64 `json:"rejected"`
 	// Connects, Disconnects and FailedAttempts count connection events of
 	// both links.
-	Connects, Disconnects, FailedAttempts uint64
+	Connects       uint64 `json:"connects"`
+	Disconnects    uint64 `json:"disconnects"`
+	FailedAttempts uint64 `json:"failed_attempts"`
 	// LoopbackTimeouts counts own messages that were confirmed but did not
 	// come back within publish_timeout (dropped by max_items, a purge, or a
 	// very slow consumer) and are no longer waited for.
-	LoopbackTimeouts uint64
+	LoopbackTimeouts uint64 `json:"loopback_timeouts"`
 	// Buffered is the number of messages not yet confirmed; InTransit the
 	// number of own messages not yet back.
-	Buffered, InTransit int
+	Buffered  int `json:"buffered"`
+	InTransit int `json:"in_transit"`
 }
 
 // Stats returns the backbone's counters.
@@ -175,3 +186,33 @@ func backoff(n int, min, max time.Duration, rnd func() float64) time.Duration {
 }
 
 var jitter = mrand.Float64
+
+// Report implements plugins.Reporter: the counters of Stats, in the status
+// and as metrics.
+func (b *Backbone) Report() plugins.Report {
+	st := b.Stats()
+	counter := func(name, help string, v uint64) plugins.Metric {
+		return plugins.Metric{Name: "rabbitmq_" + name, Help: help, Counter: true, Value: float64(v)}
+	}
+	m := []plugins.Metric{
+		counter("published_total", "Messages Publish accepted.", st.Published),
+		counter("refused_total", "Messages Publish refused (buffer full, stopped).", st.Refused),
+		counter("sent_total", "basic.publish frames sent, resends included.", st.Sent),
+		counter("resent_total", "Sends that repeated an unconfirmed message.", st.Resent),
+		counter("confirmed_total", "Publisher confirms (acks).", st.Confirmed),
+		counter("nacked_total", "Publisher nacks.", st.Nacked),
+		counter("delivered_total", "Deliveries handed to the bus.", st.Delivered),
+		counter("redelivered_total", "Deliveries RabbitMQ flagged as redelivered.", st.Redelivered),
+		counter("foreign_total", "Deliveries without a message-id (from the original Threat Bus).", st.Foreign),
+		counter("connects_total", "Connections opened, both links.", st.Connects),
+		counter("disconnects_total", "Connections lost, both links.", st.Disconnects),
+		counter("failed_connection_attempts_total", "Connection attempts that failed.", st.FailedAttempts),
+		counter("loopback_timeouts_total", "Own messages confirmed but not back within publish_timeout.", st.LoopbackTimeouts),
+		{Name: "rabbitmq_buffered_messages", Help: "Messages RabbitMQ has not confirmed yet.", Value: float64(st.Buffered)},
+		{Name: "rabbitmq_in_transit_messages", Help: "Own messages confirmed and not yet back from this host's queue.", Value: float64(st.InTransit)},
+	}
+	for cause, n := range st.Rejected {
+		m = append(m, plugins.Metric{Name: "rabbitmq_rejected_total", Help: "Deliveries rejected without requeue, by cause.", Counter: true, Labels: map[string]string{"cause": cause}, Value: float64(n)})
+	}
+	return plugins.Report{Details: st, Metrics: m}
+}
