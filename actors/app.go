@@ -70,12 +70,16 @@ func (a *appActor) Receive(ctx actor.Context) {
 func (a *appActor) start(self *actor.PID) {
 	a.runCtx, a.cancel = context.WithCancel(context.Background())
 	a.done = make(chan struct{})
-	ctx, done, gen, root := a.runCtx, a.done, a.gen, a.rt.system.Root
+	ctx, cancel, done, gen, root := a.runCtx, a.cancel, a.done, a.gen, a.rt.system.Root
 	go func() {
 		defer close(done)
 		err := a.run(ctx)
-		if ctx.Err() != nil {
-			return // asked to stop
+		asked := ctx.Err() != nil
+		// What the failed Run left running on ctx (snapshot handlers, its
+		// own goroutines) ends now, not after the restart's backoff.
+		cancel()
+		if asked {
+			return
 		}
 		if err == nil {
 			err = errors.New("Run returned while the bus was running")

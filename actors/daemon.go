@@ -164,6 +164,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 }
 
 func (d *Daemon) stop(ctx context.Context) error {
+	d.rt.stopping.Store(true)
 	close(d.stopChaos)
 	d.chaosDone.Wait()
 	root := d.rt.system.Root

@@ -503,3 +503,58 @@ func TestSnapshotAnswersDeduplicated(t *testing.T) {
 		t.Fatalf("requester got the shared body %d times and the other %d times, want once each", rec.Count(same), rec.Count(other))
 	}
 }
+
+// leavingApp's Run leaves a goroutine on its context, then fails.
+type leavingApp struct {
+	runs     atomic.Int32
+	leftover chan struct{} // closed when the first Run's context ends
+}
+
+func (*leavingApp) SampleConfig() string { return "" }
+func (*leavingApp) Init() error          { return nil }
+func (a *leavingApp) Run(ctx context.Context, _ plugins.Bus) error {
+	if a.runs.Add(1) == 1 {
+		go func() { <-ctx.Done(); close(a.leftover) }()
+	}
+	return errors.New("lost the connection")
+}
+
+// TestFailedRunIsCancelledAtOnce: what a failed Run left on its context ends
+// when Run fails, not when the restart comes after its backoff.
+func TestFailedRunIsCancelledAtOnce(t *testing.T) {
+	app := &leavingApp{leftover: make(chan struct{})}
+	start(t, bustest.Options{
+		Apps: []config.Instance{{Kind: plugins.KindApp, Name: "failing", Plugin: app}},
+		Configure: func(c *config.Config) {
+			c.Supervision.BackoffMin = config.Duration(time.Minute)
+			c.Supervision.BackoffMax = config.Duration(time.Minute)
+		},
+	})
+	select {
+	case <-app.leftover:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failed Run's context is still live while its restart waits out the backoff")
+	}
+}
+
+// TestNoRestartWhileStopping: a restart whose backoff ends while the daemon
+// stops (here: while the drain waits for a slow sink) is not carried out.
+func TestNoRestartWhileStopping(t *testing.T) {
+	app := &leavingApp{leftover: make(chan struct{})}
+	b := start(t, bustest.Options{
+		Apps: []config.Instance{{Kind: plugins.KindApp, Name: "failing", Plugin: app}},
+		Configure: func(c *config.Config) {
+			c.Supervision.BackoffMin = config.Duration(300 * time.Millisecond)
+			c.Supervision.BackoffMax = config.Duration(300 * time.Millisecond)
+		},
+	})
+	slow := bustest.NewRecorder("slow")
+	slow.Delay = 1500 * time.Millisecond
+	b.Subscribe(t, slow, messages.TopicIndicator)
+	b.Publish(t, bustest.Indicator(t, 0))
+	<-app.leftover // the first Run failed; its restart is due in 300ms ± 20%
+	b.Stop(t)      // the drain waits for the slow sink past that
+	if n := app.runs.Load(); n != 1 {
+		t.Fatalf("Run ran %d times; a restart was carried out while stopping", n)
+	}
+}

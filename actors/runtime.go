@@ -48,6 +48,9 @@ type runtime struct {
 	routed [numTopics]atomic.Uint64
 	// snapshotRequests counts the snapshot requests this bus started.
 	snapshotRequests atomic.Uint64
+	// stopping is set when the daemon starts to stop: a restart that was
+	// waiting out its backoff is not carried out any more.
+	stopping atomic.Bool
 
 	router, apps, bus *actor.PID
 	// appsUp is closed once the apps actor has started (and spawned the apps).

@@ -54,6 +54,9 @@ func (s pluginStrategy) HandleFailure(system *actor.ActorSystem, supervisor acto
 		s.rt.plugins.set(s.rt.cfg.Backbone.Name, stateRestarting)
 	}
 	time.AfterFunc(backoff(n, sup.BackoffMin.D(), sup.BackoffMax.D()), func() {
+		if s.rt.stopping.Load() {
+			return // stopping the daemon stops the child, failed or not
+		}
 		supervisor.RestartChildren(child)
 	})
 }
