@@ -33,6 +33,16 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 			b.rt.drops.add("backbone_error", "backbone", b.rt.cfg.Backbone.Name, "error", err)
 		}
 	case *flushRequest:
+		// The barrier: what the plugin holds outside the bus comes back
+		// (through deliver, into the router's mailbox) before the router
+		// hears that the backbone is flushed.
+		if f, ok := b.plugin.(plugins.Flusher); ok {
+			fctx, cancel := context.WithTimeout(context.Background(), b.rt.cfg.Bus.DrainTimeout.D())
+			if err := f.Flush(fctx); err != nil {
+				b.rt.log.Warn("backbone did not flush in time; what it still holds may be dropped at shutdown", "backbone", b.rt.cfg.Backbone.Name, "error", err)
+			}
+			cancel()
+		}
 		ctx.Send(ctx.Parent(), &backboneFlushed{replyTo: ctx.Sender()})
 	case *actor.Started:
 		var runCtx context.Context

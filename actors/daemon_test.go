@@ -558,3 +558,59 @@ func TestNoRestartWhileStopping(t *testing.T) {
 		t.Fatalf("Run ran %d times; a restart was carried out while stopping", n)
 	}
 }
+
+// remoteBackbone stands in for a broker: a published message comes back
+// through deliver only after a delay. It implements plugins.Flusher.
+type remoteBackbone struct {
+	mu      sync.Mutex
+	deliver func(*messages.Envelope)
+	pending sync.WaitGroup
+}
+
+func (*remoteBackbone) SampleConfig() string { return "" }
+func (*remoteBackbone) Init() error          { return nil }
+func (b *remoteBackbone) Start(_ context.Context, deliver func(*messages.Envelope)) error {
+	b.mu.Lock()
+	b.deliver = deliver
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *remoteBackbone) Publish(_ context.Context, env *messages.Envelope) error {
+	b.mu.Lock()
+	deliver := b.deliver
+	b.mu.Unlock()
+	b.pending.Add(1)
+	time.AfterFunc(200*time.Millisecond, func() { deliver(env); b.pending.Done() })
+	return nil
+}
+
+func (b *remoteBackbone) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { b.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *remoteBackbone) Stop(ctx context.Context) error { return b.Flush(ctx) }
+
+// TestDrainFlushesTheBackbone: a graceful stop right after publishing
+// delivers what a backbone still held outside the bus (plugins.Flusher),
+// instead of dropping it while the subscribers stop.
+func TestDrainFlushesTheBackbone(t *testing.T) {
+	b := bustest.Start(t, &remoteBackbone{}, bustest.Options{})
+	rec := bustest.NewRecorder("sub")
+	b.Subscribe(t, rec, messages.TopicIndicator)
+	const n = 200
+	for i := 0; i < n; i++ {
+		b.Publish(t, bustest.Indicator(t, i))
+	}
+	b.Stop(t)
+	if rec.Len() != n {
+		t.Fatalf("%d of %d delivered by the graceful stop; drops %v", rec.Len(), n, b.Daemon.Stats().Drops)
+	}
+}

@@ -136,6 +136,16 @@ type Backbone interface {
 	Stop(ctx context.Context) error
 }
 
+// Flusher is implemented by backbones that hold messages outside the bus
+// after Publish returned (in a broker, on the way to and back from other
+// hosts). Flush returns once every message Publish accepted before the call
+// has been handed to deliver, or ctx ends (then with an error saying what
+// is still out). The bus calls it at its drain barrier, so that a graceful
+// stop delivers everything published before it.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
 // Checker is implemented by plugins with an external connection. Ready
 // returns nil when the connection is up, or why it is not; /readyz and the
 // status report it. It must be cheap and safe for concurrent use.

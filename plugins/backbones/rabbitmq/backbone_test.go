@@ -533,6 +533,28 @@ func TestFlush(t *testing.T) {
 	}
 }
 
+// TestGracefulStopDeliversPipelined: with the default max_in_flight,
+// publishes return before their messages are back from RabbitMQ; a bus
+// stopped right after them still delivers every one (the drain calls Flush).
+func TestGracefulStopDeliversPipelined(t *testing.T) {
+	n := newNames(t)
+	b := newBackbone(t, n, nil)
+	if b.MaxInFlight == 0 {
+		t.Fatal("the default max_in_flight should pipeline")
+	}
+	bus := bustest.Start(t, b, bustest.Options{})
+	rec := bustest.NewRecorder("sub")
+	bus.Subscribe(t, rec, messages.TopicIndicator)
+	const total = 2000
+	for i := 0; i < total; i++ {
+		bus.Publish(t, bustest.Indicator(t, i))
+	}
+	bus.Stop(t)
+	if rec.Len() != total {
+		t.Fatalf("%d of %d delivered by the graceful stop; drops %v", rec.Len(), total, bus.Daemon.Stats().Drops)
+	}
+}
+
 // TestTLS connects through a TLS front (verified server certificate, client
 // certificate required) to the real broker.
 func TestTLS(t *testing.T) {

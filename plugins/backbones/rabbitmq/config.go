@@ -30,7 +30,7 @@ const (
 	DefaultJoinSymbol     = "."
 	DefaultPrefetch       = 1000
 	DefaultBuffer         = 100000
-	DefaultMaxInFlight    = 0
+	DefaultMaxInFlight    = 10000
 	DefaultPublishTimeout = 10 * time.Second
 	DefaultHeartbeat      = 10 * time.Second
 	DefaultDialTimeout    = 10 * time.Second

@@ -83,8 +83,8 @@ type Backbone struct {
 	// MaxInFlight is how many of this host's own messages may be on their
 	// way through RabbitMQ (published, not yet back from this host's queue)
 	// when Publish returns. 0 makes each Publish wait for its message to
-	// come back: one round trip per message, but a graceful stop of the bus
-	// then delivers everything published before it (see README.md).
+	// come back: one round trip per message. A graceful stop of the bus
+	// delivers everything published before it either way (Flush).
 	MaxInFlight int `toml:"max_in_flight"`
 	// PublishTimeout bounds how long Publish waits, while connected, for room
 	// in the buffer or for MaxInFlight.
@@ -116,6 +116,8 @@ type Backbone struct {
 var (
 	_ plugins.Backbone = (*Backbone)(nil)
 	_ plugins.Checker  = (*Backbone)(nil)
+	_ plugins.Flusher  = (*Backbone)(nil)
+	_ plugins.Reporter = (*Backbone)(nil)
 )
 
 // run is one Start…Stop of the backbone.
@@ -305,9 +307,9 @@ func (b *Backbone) Stop(ctx context.Context) error {
 
 // Flush waits until every message Publish accepted before the call has been
 // confirmed by RabbitMQ and, for this host's own messages, has come back and
-// been handed to the bus, or until ctx ends. With it a bus can drain a
-// pipelined backbone (max_in_flight > 0) before stopping; the core does not
-// call it yet (see README.md).
+// been handed to the bus, or until ctx ends. It implements plugins.Flusher:
+// the bus's drain calls it, so that a graceful stop delivers what was
+// published before it although publishes pipeline (max_in_flight > 0).
 func (b *Backbone) Flush(ctx context.Context) error {
 	if b.out == nil {
 		return nil
