@@ -47,6 +47,9 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		var runCtx context.Context
 		runCtx, b.cancel = context.WithCancel(context.Background())
+		if lr, ok := b.plugin.(plugins.LogReceiver); ok {
+			lr.SetLogger(b.rt.log.With("plugin", b.rt.cfg.Backbone.Name))
+		}
 		system, router := b.rt.system, b.rt.router
 		deliver := func(env *messages.Envelope) {
 			system.Root.Send(router, &messages.Deliver{Envelope: env})

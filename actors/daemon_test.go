@@ -614,3 +614,27 @@ func TestDrainFlushesTheBackbone(t *testing.T) {
 		t.Fatalf("%d of %d delivered by the graceful stop; drops %v", rec.Len(), n, b.Daemon.Stats().Drops)
 	}
 }
+
+// loggingBackbone is inmem with a logger of its own (plugins.LogReceiver).
+type loggingBackbone struct {
+	inmem.Backbone
+	log atomic.Pointer[slog.Logger]
+}
+
+func (b *loggingBackbone) SetLogger(l *slog.Logger) { b.log.Store(l) }
+
+// TestBackboneGetsTheBusLogger: a backbone that logs writes to the bus's
+// log, tagged with its instance name, not to slog.Default.
+func TestBackboneGetsTheBusLogger(t *testing.T) {
+	var out bustest.SyncBuffer
+	bb := &loggingBackbone{}
+	bustest.Start(t, bb, bustest.Options{Log: &out})
+	l := bb.log.Load()
+	if l == nil {
+		t.Fatal("the bus passed the backbone no logger")
+	}
+	l.Info("backbone says hello")
+	if !strings.Contains(out.String(), `msg="backbone says hello" plugin=test-backbone`) {
+		t.Fatalf("log:\n%s", out.String())
+	}
+}

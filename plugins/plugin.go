@@ -136,6 +136,13 @@ type Backbone interface {
 	Stop(ctx context.Context) error
 }
 
+// LogReceiver is implemented by backbones that log. The bus hands them its
+// logger, with the plugin attribute set, before Start; apps get theirs from
+// Bus.Logger.
+type LogReceiver interface {
+	SetLogger(*slog.Logger)
+}
+
 // Flusher is implemented by backbones that hold messages outside the bus
 // after Publish returned (in a broker, on the way to and back from other
 // hosts). Flush returns once every message Publish accepted before the call

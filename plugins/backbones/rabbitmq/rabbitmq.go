@@ -114,10 +114,11 @@ type Backbone struct {
 }
 
 var (
-	_ plugins.Backbone = (*Backbone)(nil)
-	_ plugins.Checker  = (*Backbone)(nil)
-	_ plugins.Flusher  = (*Backbone)(nil)
-	_ plugins.Reporter = (*Backbone)(nil)
+	_ plugins.Backbone    = (*Backbone)(nil)
+	_ plugins.Checker     = (*Backbone)(nil)
+	_ plugins.Flusher     = (*Backbone)(nil)
+	_ plugins.LogReceiver = (*Backbone)(nil)
+	_ plugins.Reporter    = (*Backbone)(nil)
 )
 
 // run is one Start…Stop of the backbone.
@@ -154,9 +155,9 @@ func (r *run) closeConns() {
 // SampleConfig implements plugins.Plugin.
 func (*Backbone) SampleConfig() string { return sampleConfig }
 
-// SetLogger sets the plugin's logger. The core passes backbones none yet
-// (see README.md); until it is called the plugin logs to slog.Default().
-func (b *Backbone) SetLogger(l *slog.Logger) { b.log.Store(l.With("plugin", Name)) }
+// SetLogger implements plugins.LogReceiver: the bus passes its logger
+// before Start. Until it is called the plugin logs to slog.Default().
+func (b *Backbone) SetLogger(l *slog.Logger) { b.log.Store(l) }
 
 func (b *Backbone) logger() *slog.Logger {
 	if l := b.log.Load(); l != nil {
