@@ -629,11 +629,10 @@ func TestBackboneGetsTheBusLogger(t *testing.T) {
 	var out bustest.SyncBuffer
 	bb := &loggingBackbone{}
 	bustest.Start(t, bb, bustest.Options{Log: &out})
-	l := bb.log.Load()
-	if l == nil {
-		t.Fatal("the bus passed the backbone no logger")
-	}
-	l.Info("backbone says hello")
+	// The backbone actor starts beside the apps: the probe being up does
+	// not mean the backbone is.
+	bustest.Eventually(t, "the bus to pass the backbone a logger", func() bool { return bb.log.Load() != nil })
+	bb.log.Load().Info("backbone says hello")
 	if !strings.Contains(out.String(), `msg="backbone says hello" plugin=test-backbone`) {
 		t.Fatalf("log:\n%s", out.String())
 	}
