@@ -3,6 +3,7 @@ package stix
 import (
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func reportRate(b *testing.B, unit string) {
@@ -41,11 +42,16 @@ func BenchmarkDecodeIndicator(b *testing.B) {
 	reportRate(b, "objects/s")
 }
 
+// benchPatterns: a point IoC as MISP and OpenCTI send most (ipv4), one with
+// a quoted hash key and a long value (point), and a compound one.
+var benchPatterns = map[string]string{
+	"ipv4":     "[ipv4-addr:value = '1.2.3.4']",
+	"point":    "[file:hashes.'SHA-256' = 'aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f']",
+	"compound": "[network-traffic:dst_ref.type = 'domain-name' AND network-traffic:dst_ref.value = 'example.com'] REPEATS 5 TIMES WITHIN 1800 SECONDS",
+}
+
 func BenchmarkParsePattern(b *testing.B) {
-	for name, p := range map[string]string{
-		"point":    "[file:hashes.'SHA-256' = 'aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f']",
-		"compound": "[network-traffic:dst_ref.type = 'domain-name' AND network-traffic:dst_ref.value = 'example.com'] REPEATS 5 TIMES WITHIN 1800 SECONDS",
-	} {
+	for name, p := range benchPatterns {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -67,4 +73,37 @@ func BenchmarkNewSighting(b *testing.B) {
 		}
 	}
 	reportRate(b, "objects/s")
+}
+
+// BenchmarkInbound compares what an app's inbound path costs per indicator:
+// step by step (a UTF-8 pass, Peek, DecodeIndicator; the zmq app adds a
+// timestamp pass on top) against one Validate call doing all of it.
+func BenchmarkInbound(b *testing.B) {
+	msg := readTestdata(b, "stix/indicator-opencti-style.json")
+	b.Run("stepwise", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if !utf8.Valid(msg) {
+				b.Fatal("not UTF-8")
+			}
+			if typ, _, err := Peek(msg); err != nil || typ != TypeIndicator {
+				b.Fatal(typ, err)
+			}
+			if _, err := DecodeIndicator(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRate(b, "objects/s")
+	})
+	b.Run("Validate", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Validate(msg, StrictUTF8|StrictTimestamps); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRate(b, "objects/s")
+	})
 }

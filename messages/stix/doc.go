@@ -11,7 +11,10 @@
 // this package must not grow a "normalize and re-marshal" helper for
 // received objects, must not log, and must not depend on a third-party STIX
 // library: its job is to be a small, strict, allocation-conscious edge that
-// the routing hot path (Peek) can call for every message.
+// the routing hot path (Peek) can call for every message. An edge that
+// forwards what it receives and only needs a verdict, such as an app's
+// inbound path, calls Validate: Peek's checks, the decoder's and optionally
+// stricter UTF-8 and timestamp rules in a single pass over the bytes.
 //
 // Patterns are parsed by a hand-written recursive-descent parser for the
 // whole STIX 2.1 patterning grammar (OASIS STIXPattern.g4). Its recursion is

@@ -42,6 +42,8 @@ func (*Indicator) MessageType() string { return TypeIndicator }
 // Bytes implements Message.
 func (i *Indicator) Bytes() []byte { return i.Raw }
 
+// The indicator's properties follow the common ones in the field table it
+// shares with Sighting (see object.go).
 const (
 	fPattern = numCommon + iota
 	fPatternType
@@ -52,79 +54,64 @@ const (
 	numIndicatorFields
 )
 
-var indicatorNames = [numIndicatorFields]string{
-	"type", "spec_version", "id", "created", "modified",
-	"pattern", "pattern_type", "pattern_version", "valid_from", "valid_until", "x_threatbus_update",
-}
-
-func indicatorField(name []byte) int {
-	switch string(name) {
-	case "pattern":
-		return fPattern
-	case "pattern_type":
-		return fPatternType
-	case "pattern_version":
-		return fPatternVersion
-	case "valid_from":
-		return fValidFrom
-	case "valid_until":
-		return fValidUntil
-	case "x_threatbus_update":
-		return fUpdate
-	}
-	return commonField(name)
-}
-
 // DecodeIndicator validates b as a STIX 2.1 Indicator and returns a view of
 // it. A "stix" pattern is parsed, because every consumer on the bus needs
 // either the guarantee that it is valid or its AST.
 func DecodeIndicator(b []byte) (*Indicator, error) {
-	var raw [numIndicatorFields][]byte
-	if err := collect(TypeIndicator, b, indicatorField, indicatorNames[:], raw[:]); err != nil {
+	var f objectFields
+	if err := f.collect(TypeIndicator, b, indicatorFields, false); err != nil {
 		return nil, err
 	}
 	ind := &Indicator{Raw: b}
-	if err := ind.Common.decode(TypeIndicator, raw[:]); err != nil {
+	if err := ind.decode(&f.raw, false); err != nil {
 		return nil, err
+	}
+	return ind, nil
+}
+
+// decode fills in everything but Raw from the collected properties.
+func (ind *Indicator) decode(raw *[numObjectFields][]byte, strictTime bool) error {
+	if err := ind.Common.decode(TypeIndicator, raw, strictTime); err != nil {
+		return err
 	}
 	const o = TypeIndicator
 	var err error
 	if ind.Pattern, err = stringField(o, "pattern", raw[fPattern], true); err != nil {
-		return nil, err
+		return err
 	}
-	if ind.PatternType, err = stringField(o, "pattern_type", raw[fPatternType], true); err != nil {
-		return nil, err
+	if ind.PatternType, err = constField(o, "pattern_type", raw[fPatternType], true, "stix"); err != nil {
+		return err
 	}
-	if ind.PatternVersion, err = stringField(o, "pattern_version", raw[fPatternVersion], false); err != nil {
-		return nil, err
+	if ind.PatternVersion, err = constField(o, "pattern_version", raw[fPatternVersion], false, "2.1"); err != nil {
+		return err
 	}
-	if ind.ValidFrom, err = timeField(o, "valid_from", raw[fValidFrom], true); err != nil {
-		return nil, err
+	if ind.ValidFrom, err = timeField(o, "valid_from", raw[fValidFrom], true, strictTime); err != nil {
+		return err
 	}
-	if ind.ValidUntil, err = timeField(o, "valid_until", raw[fValidUntil], false); err != nil {
-		return nil, err
+	if ind.ValidUntil, err = timeField(o, "valid_until", raw[fValidUntil], false, strictTime); err != nil {
+		return err
 	}
 	if !ind.ValidUntil.IsZero() && !ind.ValidUntil.After(ind.ValidFrom) {
-		return nil, fieldErr(o, "valid_until", "must be later than valid_from")
+		return fieldErr(o, "valid_until", "must be later than valid_from")
 	}
-	u, err := stringField(o, "x_threatbus_update", raw[fUpdate], false)
+	u, err := constField(o, "x_threatbus_update", raw[fUpdate], false, string(UpdateRemove), string(UpdateEdit))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch ind.Update = Update(u); {
 	case raw[fUpdate] == nil:
 	case ind.Update == UpdateRemove || ind.Update == UpdateEdit:
 	default:
-		return nil, fieldErr(o, "x_threatbus_update", "%q is not REMOVE or EDIT", u)
+		return fieldErr(o, "x_threatbus_update", "%q is not REMOVE or EDIT", u)
 	}
 	if ind.PatternType == "stix" {
 		p, err := Parse(ind.Pattern)
 		if err != nil {
-			return nil, &FieldError{Object: o, Field: "pattern", Err: err}
+			return &FieldError{Object: o, Field: "pattern", Err: err}
 		}
 		ind.Parsed = p
 	}
-	return ind, nil
+	return nil
 }
 
 // NewIndicator creates a STIX 2.1 Indicator with a "stix" pattern, as the bus

@@ -1,6 +1,7 @@
 package stix
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"math/bits"
@@ -30,7 +31,8 @@ var strSpecial = func() (t [256]bool) {
 func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 func skipWS(b []byte, i int) int {
-	for i < len(b) && isWS(b[i]) {
+	// b[i] > ' ' ends the loop with one comparison in the common case.
+	for i < len(b) && b[i] <= ' ' && isWS(b[i]) {
 		i++
 	}
 	return i
@@ -55,12 +57,20 @@ func swarStop(x uint64) uint64 {
 
 // scanString expects b[i] == '"' and returns the index after the closing
 // quote and whether the string contains escapes. Strings are most of a STIX
-// message, so the common bytes are skipped eight at a time.
-func scanString(b []byte, i int) (end int, escaped bool, err error) {
+// message, so the common bytes are skipped eight at a time. With checkUTF8
+// the contents must also be valid UTF-8.
+func scanString(b []byte, i int, checkUTF8 bool) (end int, escaped bool, err error) {
 	j := i + 1
+	// hi collects the bytes looked at, so that its high bits say whether
+	// the string may hold non-ASCII bytes: only then is the UTF-8 check
+	// worth a second look. Words read past the closing quote can only make
+	// it say so needlessly, never miss a byte of the string.
+	var hi uint64
 	for {
 		for j+8 <= len(b) {
-			if m := swarStop(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+			x := binary.LittleEndian.Uint64(b[j:])
+			hi |= x
+			if m := swarStop(x); m != 0 {
 				// The lowest flagged byte is always a real hit.
 				j += bits.TrailingZeros64(m) >> 3
 				goto special
@@ -68,6 +78,7 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 			j += 8
 		}
 		for j < len(b) && !strSpecial[b[j]] {
+			hi |= uint64(b[j])
 			j++
 		}
 		if j >= len(b) {
@@ -76,6 +87,9 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	special:
 		switch c := b[j]; {
 		case c == '"':
+			if checkUTF8 && hi&0x8080808080808080 != 0 && !utf8.Valid(b[i+1:j]) {
+				return j, escaped, synErr(i, "string is not valid UTF-8")
+			}
 			return j + 1, escaped, nil
 		case c == '\\':
 			escaped = true
@@ -152,7 +166,7 @@ func scanLiteral(b []byte, i int, lit string) (int, error) {
 // counted towards maxJSONDepth. It is iterative, with a bit stack for the
 // container kinds, so hostile nesting costs memory proportional to depth/64
 // and never the goroutine stack.
-func skipValue(b []byte, i int, outer int) (int, error) {
+func skipValue(b []byte, i int, outer int, checkUTF8 bool) (int, error) {
 	var (
 		small uint64   // container kinds of the first 64 levels; 1 = object
 		big   []uint64 // further levels, rarely used
@@ -168,7 +182,7 @@ func skipValue(b []byte, i int, outer int) (int, error) {
 		c := b[i]
 		switch {
 		case c == '"':
-			if i, _, err = scanString(b, i); err != nil {
+			if i, _, err = scanString(b, i, checkUTF8); err != nil {
 				return i, err
 			}
 		case c == '{' || c == '[':
@@ -200,7 +214,7 @@ func skipValue(b []byte, i int, outer int) (int, error) {
 				}
 			}
 			if c == '{' {
-				if i, err = objectKey(b, i); err != nil {
+				if i, err = objectKey(b, i, checkUTF8); err != nil {
 					return i, err
 				}
 			}
@@ -244,7 +258,7 @@ func skipValue(b []byte, i int, outer int) (int, error) {
 			if c == ',' {
 				i++
 				if obj {
-					if i, err = objectKey(b, i); err != nil {
+					if i, err = objectKey(b, i, checkUTF8); err != nil {
 						return i, err
 					}
 				}
@@ -261,12 +275,12 @@ func skipValue(b []byte, i int, outer int) (int, error) {
 }
 
 // objectKey reads `"key" :` and returns the index of the value.
-func objectKey(b []byte, i int) (int, error) {
+func objectKey(b []byte, i int, checkUTF8 bool) (int, error) {
 	i = skipWS(b, i)
 	if i >= len(b) || b[i] != '"' {
 		return i, synErr(i, "expected object key")
 	}
-	i, _, err := scanString(b, i)
+	i, _, err := scanString(b, i, checkUTF8)
 	if err != nil {
 		return i, err
 	}
@@ -283,6 +297,10 @@ type members struct {
 	i    int
 	n    int
 	done bool
+	// utf8 requires every string, not only those decoded, to be valid
+	// UTF-8. As bytes outside strings must be ASCII anyway, a well-formed
+	// object then is valid UTF-8 as a whole.
+	utf8 bool
 }
 
 func newMembers(b []byte) (members, error) {
@@ -319,7 +337,7 @@ func (m *members) next() (key []byte, keyEscaped bool, val []byte, ok bool, err 
 	if i >= len(b) || b[i] != '"' {
 		return nil, false, nil, false, synErr(i, "expected property name")
 	}
-	end, esc, err := scanString(b, i)
+	end, esc, err := scanString(b, i, m.utf8)
 	if err != nil {
 		return nil, false, nil, false, err
 	}
@@ -333,9 +351,9 @@ func (m *members) next() (key []byte, keyEscaped bool, val []byte, ok bool, err 
 	// Most property values are strings; skip them without the container
 	// machinery. The message object itself is the first nesting level.
 	if i < len(b) && b[i] == '"' {
-		i, _, err = scanString(b, i)
+		i, _, err = scanString(b, i, m.utf8)
 	} else {
-		i, err = skipValue(b, i, 1)
+		i, err = skipValue(b, i, 1, m.utf8)
 	}
 	if err != nil {
 		return nil, false, nil, false, err
@@ -378,7 +396,7 @@ func decodeString(raw []byte) (string, bool) {
 		return "", false
 	}
 	inner := raw[1 : len(raw)-1]
-	if !containsByte(inner, '\\') && utf8.Valid(inner) {
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
 		return string(inner), true
 	}
 	var s string
@@ -386,15 +404,6 @@ func decodeString(raw []byte) (string, bool) {
 		return "", false
 	}
 	return s, true
-}
-
-func containsByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }
 
 // jsonKind names the kind of a raw JSON value for error messages.

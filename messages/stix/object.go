@@ -47,7 +47,10 @@ func Decode(b []byte) (Message, error) {
 	return nil, fmt.Errorf("%w %q", ErrUnknownType, typ)
 }
 
-// Indices of the common properties in every per-type field table.
+// Indices of the properties the Indicator and Sighting decoders read. They
+// share one table (the common properties, then the indicator's, then the
+// sighting's; see indicator.go and sighting.go) so that Validate can collect
+// them for either type in a single pass, before it knows which one it has.
 const (
 	fType = iota
 	fSpecVersion
@@ -57,7 +60,28 @@ const (
 	numCommon
 )
 
-func commonField(name []byte) int {
+// fieldSet is a set of field indices, one bit each.
+type fieldSet uint32
+
+func (s fieldSet) has(k int) bool { return s&(1<<k) != 0 }
+
+const (
+	commonFields    fieldSet = 1<<numCommon - 1
+	indicatorFields fieldSet = 1<<numIndicatorFields - 1 // common ones included
+	sightingFields  fieldSet = commonFields | (1<<numObjectFields-1)&^indicatorFields
+)
+
+// fieldNames are the property names of the field indices.
+var fieldNames = [numObjectFields]string{
+	"type", "spec_version", "id", "created", "modified",
+	"pattern", "pattern_type", "pattern_version", "valid_from", "valid_until", "x_threatbus_update",
+	"sighting_of_ref", "first_seen", "last_seen", "count",
+	"x_threatbus_indicator", "x_threatbus_indicator_value", "x_threatbus_match_type",
+	"x_threatbus_source", "x_threatbus_sighting_context",
+}
+
+// objectField returns the field index of a property name, or -1.
+func objectField(name []byte) int {
 	switch string(name) {
 	case "type":
 		return fType
@@ -69,8 +93,79 @@ func commonField(name []byte) int {
 		return fCreated
 	case "modified":
 		return fModified
+	case "pattern":
+		return fPattern
+	case "pattern_type":
+		return fPatternType
+	case "pattern_version":
+		return fPatternVersion
+	case "valid_from":
+		return fValidFrom
+	case "valid_until":
+		return fValidUntil
+	case "x_threatbus_update":
+		return fUpdate
+	case "sighting_of_ref":
+		return fSightingOfRef
+	case "first_seen":
+		return fFirstSeen
+	case "last_seen":
+		return fLastSeen
+	case "count":
+		return fCount
+	case "x_threatbus_indicator":
+		return fTBIndicator
+	case "x_threatbus_indicator_value":
+		return fTBIndicatorValue
+	case "x_threatbus_match_type":
+		return fTBMatchType
+	case "x_threatbus_source":
+		return fTBSource
+	case "x_threatbus_sighting_context":
+		return fTBContext
 	}
 	return -1
+}
+
+// objectFields holds the raw values of the properties one pass collected.
+type objectFields struct {
+	raw [numObjectFields][]byte
+	// dups are the fields that appeared more than once, for Validate,
+	// which learns only at the end which of them matter.
+	dups fieldSet
+}
+
+// collect stores the raw values of the properties in want. Everything else
+// is only syntax-checked and stays in the raw bytes. A property of want
+// that appears twice is an error for object right away, unless object is
+// "", in which case it is recorded in dups and the scan goes on. checkUTF8
+// holds every string in b, not only the collected ones, to valid UTF-8.
+func (f *objectFields) collect(object string, b []byte, want fieldSet, checkUTF8 bool) error {
+	m, err := newMembers(b)
+	if err != nil {
+		return err
+	}
+	m.utf8 = checkUTF8
+	for {
+		key, esc, val, ok, err := m.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		k := objectField(unescapeKey(key, esc))
+		if k < 0 || !want.has(k) {
+			continue
+		}
+		if f.raw[k] != nil {
+			if object != "" {
+				return fieldErr(object, fieldNames[k], "appears more than once")
+			}
+			f.dups |= 1 << k
+		}
+		f.raw[k] = val
+	}
 }
 
 // collect stores the raw values of the properties that index() knows into
@@ -101,6 +196,24 @@ func collect(object string, b []byte, index func([]byte) int, names []string, ds
 
 var errMissing = errors.New("required but missing")
 
+// rawStringIs reports whether raw is the JSON string s written without
+// escapes. Properties such as spec_version nearly always hold one of a few
+// constants; returning the constant spares decoding a copy of the bytes.
+func rawStringIs(raw []byte, s string) bool {
+	return len(raw) == len(s)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == s
+}
+
+// constField is stringField for a property that usually holds one of
+// consts: then it returns that constant and allocates nothing.
+func constField(object, name string, raw []byte, required bool, consts ...string) (string, error) {
+	for _, c := range consts {
+		if rawStringIs(raw, c) {
+			return c, nil
+		}
+	}
+	return stringField(object, name, raw, required)
+}
+
 func stringField(object, name string, raw []byte, required bool) (string, error) {
 	if raw == nil {
 		if required {
@@ -115,30 +228,50 @@ func stringField(object, name string, raw []byte, required bool) (string, error)
 	return s, nil
 }
 
-func timeField(object, name string, raw []byte, required bool) (time.Time, error) {
+// timeField decodes an RFC 3339 timestamp property. strict additionally
+// requires the STIX form (see StrictTimestamps).
+func timeField(object, name string, raw []byte, required, strict bool) (time.Time, error) {
 	if raw == nil && !required {
 		return time.Time{}, nil
+	}
+	// Fast path: parse the bytes in place instead of copying them into a
+	// string first. A valid timestamp is ASCII without backslashes, so
+	// when this succeeds the bytes are exactly what decoding would give;
+	// everything else takes the general path, which words the error.
+	if len(raw) >= 2 && raw[0] == '"' {
+		s := raw[1 : len(raw)-1]
+		if t, err := parseTimestamp(s, false); err == nil {
+			if strict {
+				if err := checkSTIXTimestamp(s); err != nil {
+					return time.Time{}, &FieldError{Object: object, Field: name, Err: err}
+				}
+			}
+			return t, nil
+		}
 	}
 	s, err := stringField(object, name, raw, required)
 	if err != nil {
 		return time.Time{}, err
 	}
 	t, err := ParseTimestamp(s)
+	if err == nil && strict {
+		err = checkSTIXTimestamp(s)
+	}
 	if err != nil {
 		return time.Time{}, &FieldError{Object: object, Field: name, Err: err}
 	}
 	return t, nil
 }
 
-func (c *Common) decode(object string, raw [][]byte) error {
+func (c *Common) decode(object string, raw *[numObjectFields][]byte, strictTime bool) error {
 	var err error
-	if c.Type, err = stringField(object, "type", raw[fType], true); err != nil {
+	if c.Type, err = constField(object, "type", raw[fType], true, object); err != nil {
 		return err
 	}
 	if c.Type != object {
 		return fieldErr(object, "type", "is %q, want %q", c.Type, object)
 	}
-	if c.SpecVersion, err = stringField(object, "spec_version", raw[fSpecVersion], true); err != nil {
+	if c.SpecVersion, err = constField(object, "spec_version", raw[fSpecVersion], true, "2.1"); err != nil {
 		return err
 	}
 	if c.SpecVersion != "2.1" {
@@ -150,10 +283,10 @@ func (c *Common) decode(object string, raw [][]byte) error {
 	if err := checkIdentifier(c.ID, object); err != nil {
 		return &FieldError{Object: object, Field: "id", Err: err}
 	}
-	if c.Created, err = timeField(object, "created", raw[fCreated], true); err != nil {
+	if c.Created, err = timeField(object, "created", raw[fCreated], true, strictTime); err != nil {
 		return err
 	}
-	if c.Modified, err = timeField(object, "modified", raw[fModified], true); err != nil {
+	if c.Modified, err = timeField(object, "modified", raw[fModified], true, strictTime); err != nil {
 		return err
 	}
 	if c.Modified.Before(c.Created) {

@@ -63,7 +63,7 @@ func isPatternObjectType(t string) bool {
 	if hyphen {
 		return true
 	}
-	_, kw := keywords[t]
+	_, kw := keyword(t)
 	return !kw
 }
 
@@ -78,7 +78,7 @@ func isPlainKey(k string) bool {
 			return false
 		}
 	}
-	_, kw := keywords[k]
+	_, kw := keyword(k)
 	return !kw
 }
 

@@ -15,6 +15,51 @@ type parser struct {
 	tok   token
 	depth int
 	err   *PatternError
+
+	// Nodes of the first observation and comparison, carved out of one
+	// allocation together with the Pattern (see pointNodes); nil once
+	// taken.
+	spareObs   *Observation
+	spareCmp   *Comparison
+	spareSteps []PathStep
+}
+
+// pointNodes is the whole tree of the pattern the bus sees most, one
+// comparison in one observation ("[ipv4-addr:value = '198.51.100.23']"), so
+// that parsing it costs a single allocation instead of four. Larger patterns
+// take their first observation and comparison from here and allocate the
+// rest one by one. All of it belongs to one tree and lives as long as it.
+type pointNodes struct {
+	pattern Pattern
+	obs     Observation
+	cmp     Comparison
+	steps   [2]PathStep
+}
+
+func (p *parser) newObservation() *Observation {
+	if o := p.spareObs; o != nil {
+		p.spareObs = nil
+		return o
+	}
+	return new(Observation)
+}
+
+func (p *parser) newComparison() *Comparison {
+	if c := p.spareCmp; c != nil {
+		p.spareCmp = nil
+		return c
+	}
+	return new(Comparison)
+}
+
+// newSteps returns an empty step list with room for the usual one or two
+// steps (value, hashes.'SHA-256').
+func (p *parser) newSteps() []PathStep {
+	if s := p.spareSteps; s != nil {
+		p.spareSteps = nil
+		return s
+	}
+	return make([]PathStep, 0, 2)
 }
 
 // Parse parses a STIX 2.1 pattern. It accepts exactly the OASIS grammar
@@ -23,16 +68,18 @@ type parser struct {
 // algorithms. Timestamps must also exist on the calendar (no February 30),
 // which the grammar alone does not check. Errors are *PatternError.
 func Parse(s string) (*Pattern, error) {
-	p := &parser{lx: lexer{src: s}}
+	nodes := new(pointNodes)
+	p := &parser{lx: lexer{src: s}, spareObs: &nodes.obs, spareCmp: &nodes.cmp, spareSteps: nodes.steps[:0]}
 	p.advance()
 	root := p.observationExpressions()
 	if p.err == nil && p.tok.kind != tEOF {
-		p.errorf(p.tok.pos, "unexpected %s after the end of the pattern", describe(p.tok))
+		p.errorf(p.tok.pos, "unexpected %s after the end of the pattern", p.describe(p.tok))
 	}
 	if p.err != nil {
 		return nil, p.err
 	}
-	return &Pattern{Root: root}, nil
+	nodes.pattern.Root = root
+	return &nodes.pattern, nil
 }
 
 func (p *parser) advance() {
@@ -47,15 +94,15 @@ func (p *parser) errorf(off int, format string, args ...any) {
 		p.err = newPatternError(p.lx.src, off, fmt.Sprintf(format, args...))
 	}
 	// Park on EOF so that every loop in the parser terminates.
-	p.tok = token{kind: tEOF, pos: len(p.lx.src)}
+	p.tok = token{kind: tEOF, pos: len(p.lx.src), end: len(p.lx.src)}
 	p.lx.pos = len(p.lx.src)
 }
 
-func describe(t token) string {
+func (p *parser) describe(t token) string {
 	if t.kind == tEOF {
 		return "end of pattern"
 	}
-	return fmt.Sprintf("%q", t.text)
+	return fmt.Sprintf("%q", p.lx.text(t))
 }
 
 func (p *parser) expect(k tokKind, what string) bool {
@@ -63,7 +110,7 @@ func (p *parser) expect(k tokKind, what string) bool {
 		return false
 	}
 	if p.tok.kind != k {
-		p.errorf(p.tok.pos, "expected %s, found %s", what, describe(p.tok))
+		p.errorf(p.tok.pos, "expected %s, found %s", what, p.describe(p.tok))
 		return false
 	}
 	p.advance()
@@ -97,22 +144,25 @@ func obsTok(op ObservationOperator) tokKind {
 }
 
 func (p *parser) obsChain(op ObservationOperator) ObservationExpr {
-	next := func() ObservationExpr {
-		if op == ObsAnd {
-			return p.qualifiedObservation()
-		}
-		return p.obsChain(op + 1)
-	}
-	first := next()
+	first := p.obsOperand(op)
 	if p.err != nil || p.tok.kind != obsTok(op) {
 		return first
 	}
-	chain := &ObservationOp{Op: op, Operands: []ObservationExpr{first}}
+	// Room for two operands: most chains are "A op B".
+	chain := &ObservationOp{Op: op, Operands: append(make([]ObservationExpr, 0, 2), first)}
 	for p.err == nil && p.tok.kind == obsTok(op) {
 		p.advance()
-		chain.Operands = append(chain.Operands, next())
+		chain.Operands = append(chain.Operands, p.obsOperand(op))
 	}
 	return chain
+}
+
+// obsOperand parses one operand of an op chain: the next tighter chain.
+func (p *parser) obsOperand(op ObservationOperator) ObservationExpr {
+	if op == ObsAnd {
+		return p.qualifiedObservation()
+	}
+	return p.obsChain(op + 1)
 }
 
 // qualifiedObservation: ( '[' comparison ']' | '(' observations ')' ) qualifier*
@@ -129,7 +179,8 @@ func (p *parser) qualifiedObservation() ObservationExpr {
 			return nil
 		}
 		p.advance()
-		o := &Observation{Expr: p.comparisonExpression()}
+		o := p.newObservation()
+		o.Expr = p.comparisonExpression()
 		p.expect(tRBrack, "']' to close the observation")
 		p.leave()
 		node, quals, bracketed = o, &o.Qualifiers, true
@@ -143,7 +194,7 @@ func (p *parser) qualifiedObservation() ObservationExpr {
 		p.leave()
 		node, quals = g, &g.Qualifiers
 	default:
-		p.errorf(p.tok.pos, "expected '[' or '(' to start an observation expression, found %s", describe(p.tok))
+		p.errorf(p.tok.pos, "expected '[' or '(' to start an observation expression, found %s", p.describe(p.tok))
 		return nil
 	}
 	for p.err == nil {
@@ -153,7 +204,7 @@ func (p *parser) qualifiedObservation() ObservationExpr {
 		case tWITHIN:
 			p.advance()
 			if p.tok.kind != tIntPos && p.tok.kind != tFloatPos {
-				p.errorf(p.tok.pos, "expected a positive number of seconds after WITHIN, found %s", describe(p.tok))
+				p.errorf(p.tok.pos, "expected a positive number of seconds after WITHIN, found %s", p.describe(p.tok))
 				return nil
 			}
 			q = Qualifier{Kind: QualifierWithin, Value: p.literal()}
@@ -161,11 +212,11 @@ func (p *parser) qualifiedObservation() ObservationExpr {
 		case tREPEATS:
 			p.advance()
 			if p.tok.kind != tIntPos {
-				p.errorf(p.tok.pos, "expected a positive integer after REPEATS, found %s", describe(p.tok))
+				p.errorf(p.tok.pos, "expected a positive integer after REPEATS, found %s", p.describe(p.tok))
 				return nil
 			}
-			if _, err := strconv.ParseInt(p.tok.val, 10, 64); err != nil {
-				p.errorf(p.tok.pos, "REPEATS count %s out of range", p.tok.text)
+			if _, err := strconv.ParseInt(p.lx.text(p.tok), 10, 64); err != nil {
+				p.errorf(p.tok.pos, "REPEATS count %s out of range", p.lx.text(p.tok))
 				return nil
 			}
 			q = Qualifier{Kind: QualifierRepeats, Value: p.literal()}
@@ -173,13 +224,13 @@ func (p *parser) qualifiedObservation() ObservationExpr {
 		case tSTART:
 			p.advance()
 			if p.tok.kind != tTimestamp {
-				p.errorf(p.tok.pos, "expected a t'…' timestamp after START, found %s", describe(p.tok))
+				p.errorf(p.tok.pos, "expected a t'…' timestamp after START, found %s", p.describe(p.tok))
 				return nil
 			}
 			q = Qualifier{Kind: QualifierStartStop, Start: p.literal()}
 			p.expect(tSTOP, "STOP")
 			if p.err == nil && p.tok.kind != tTimestamp {
-				p.errorf(p.tok.pos, "expected a t'…' timestamp after STOP, found %s", describe(p.tok))
+				p.errorf(p.tok.pos, "expected a t'…' timestamp after STOP, found %s", p.describe(p.tok))
 				return nil
 			}
 			q.Stop = p.literal()
@@ -226,32 +277,39 @@ func (p *parser) literal() Literal {
 	case tTimestamp:
 		kind = LitTimestamp
 	default:
-		p.errorf(t.pos, "expected a literal, found %s", describe(t))
+		p.errorf(t.pos, "expected a literal, found %s", p.describe(t))
 		return Literal{}
 	}
 	p.advance()
-	return Literal{Kind: kind, Raw: t.text, Value: t.val}
+	return Literal{Kind: kind, Raw: p.lx.text(t), Value: p.lx.val(t)}
 }
 
 func (p *parser) comparisonExpression() ComparisonExpr { return p.cmpChain(BoolOr) }
 
 func (p *parser) cmpChain(op BoolOperator) ComparisonExpr {
 	want := tOR
-	next := func() ComparisonExpr { return p.cmpChain(BoolAnd) }
 	if op == BoolAnd {
 		want = tAND
-		next = p.propTest
 	}
-	first := next()
+	first := p.cmpOperand(op)
 	if p.err != nil || p.tok.kind != want {
 		return first
 	}
-	chain := &ComparisonOp{Op: op, Operands: []ComparisonExpr{first}}
+	chain := &ComparisonOp{Op: op, Operands: append(make([]ComparisonExpr, 0, 2), first)}
 	for p.err == nil && p.tok.kind == want {
 		p.advance()
-		chain.Operands = append(chain.Operands, next())
+		chain.Operands = append(chain.Operands, p.cmpOperand(op))
 	}
 	return chain
+}
+
+// cmpOperand parses one operand of a comparison chain: OR chains hold AND
+// chains, AND chains hold property tests.
+func (p *parser) cmpOperand(op BoolOperator) ComparisonExpr {
+	if op == BoolAnd {
+		return p.propTest()
+	}
+	return p.cmpChain(BoolAnd)
 }
 
 func (p *parser) propTest() ComparisonExpr {
@@ -270,9 +328,12 @@ func (p *parser) propTest() ComparisonExpr {
 		return g
 	case tEXISTS:
 		p.advance()
-		return &Comparison{Op: OpExists, Path: p.objectPath()}
+		c := p.newComparison()
+		c.Op, c.Path = OpExists, p.objectPath()
+		return c
 	}
-	c := &Comparison{Path: p.objectPath()}
+	c := p.newComparison()
+	c.Path = p.objectPath()
 	if p.err != nil {
 		return nil
 	}
@@ -298,12 +359,12 @@ func (p *parser) propTest() ComparisonExpr {
 		c.Op = operatorFor(opTok.kind)
 		p.advance()
 		if p.err == nil && p.tok.kind != tString {
-			p.errorf(p.tok.pos, "%s needs a string literal, found %s", opTok.text, describe(p.tok))
+			p.errorf(p.tok.pos, "%s needs a string literal, found %s", p.lx.text(opTok), p.describe(p.tok))
 			return nil
 		}
 		c.Value = p.literal()
 	default:
-		p.errorf(opTok.pos, "expected a comparison operator, found %s", describe(opTok))
+		p.errorf(opTok.pos, "expected a comparison operator, found %s", p.describe(opTok))
 		return nil
 	}
 	if p.err != nil {
@@ -375,22 +436,22 @@ func (p *parser) objectPath() ObjectPath {
 	}
 	switch p.tok.kind {
 	case tIdent, tIdentHyphen:
-		op.Type = p.tok.text
+		op.Type = p.lx.text(p.tok)
 		p.advance()
 	default:
-		p.errorf(p.tok.pos, "expected an object type, found %s", describe(p.tok))
+		p.errorf(p.tok.pos, "expected an object type, found %s", p.describe(p.tok))
 		return op
 	}
 	if !p.expect(tColon, "':' after the object type") {
 		return op
 	}
-	op.Steps = make([]PathStep, 0, 2)
+	op.Steps = p.newSteps()
 	switch p.tok.kind {
 	case tIdent, tString:
-		op.Steps = append(op.Steps, PathStep{Kind: StepKey, Key: p.tok.val})
+		op.Steps = append(op.Steps, PathStep{Kind: StepKey, Key: p.lx.val(p.tok)})
 		p.advance()
 	default:
-		p.errorf(p.tok.pos, "expected a property name (letters, digits, _; quote anything else), found %s", describe(p.tok))
+		p.errorf(p.tok.pos, "expected a property name (letters, digits, _; quote anything else), found %s", p.describe(p.tok))
 		return op
 	}
 	for p.err == nil {
@@ -398,10 +459,10 @@ func (p *parser) objectPath() ObjectPath {
 		case tDot:
 			p.advance()
 			if p.tok.kind != tIdent && p.tok.kind != tString {
-				p.errorf(p.tok.pos, "expected a property name after '.', found %s", describe(p.tok))
+				p.errorf(p.tok.pos, "expected a property name after '.', found %s", p.describe(p.tok))
 				return op
 			}
-			op.Steps = append(op.Steps, PathStep{Kind: StepKey, Key: p.tok.val})
+			op.Steps = append(op.Steps, PathStep{Kind: StepKey, Key: p.lx.val(p.tok)})
 			p.advance()
 		case tLBrack:
 			p.advance()
@@ -409,14 +470,14 @@ func (p *parser) objectPath() ObjectPath {
 			case tAsterisk:
 				op.Steps = append(op.Steps, PathStep{Kind: StepAnyIndex})
 			case tIntPos, tIntNeg:
-				n, err := strconv.ParseInt(p.tok.val, 10, 64)
+				n, err := strconv.ParseInt(p.lx.text(p.tok), 10, 64)
 				if err != nil {
-					p.errorf(p.tok.pos, "list index %s out of range", p.tok.text)
+					p.errorf(p.tok.pos, "list index %s out of range", p.lx.text(p.tok))
 					return op
 				}
 				op.Steps = append(op.Steps, PathStep{Kind: StepIndex, Index: n})
 			default:
-				p.errorf(p.tok.pos, "expected an index or '*' in a list step, found %s", describe(p.tok))
+				p.errorf(p.tok.pos, "expected an index or '*' in a list step, found %s", p.describe(p.tok))
 				return op
 			}
 			p.advance()

@@ -63,19 +63,78 @@ const (
 	tAsterisk
 )
 
-var keywords = map[string]tokKind{
-	"AND": tAND, "OR": tOR, "NOT": tNOT, "FOLLOWEDBY": tFOLLOWEDBY,
-	"LIKE": tLIKE, "MATCHES": tMATCHES, "ISSUPERSET": tISSUPERSET, "ISSUBSET": tISSUBSET,
-	"EXISTS": tEXISTS, "LAST": tLAST, "IN": tIN, "START": tSTART, "STOP": tSTOP,
-	"SECONDS": tSECONDS, "WITHIN": tWITHIN, "REPEATS": tREPEATS, "TIMES": tTIMES,
-	"true": tBool, "false": tBool,
+// keyword returns the token kind of a reserved word. A switch rather than a
+// map: every identifier in a pattern is looked up, and comparing against a
+// handful of constants is several times cheaper than hashing.
+func keyword(s string) (tokKind, bool) {
+	switch s {
+	case "AND":
+		return tAND, true
+	case "OR":
+		return tOR, true
+	case "NOT":
+		return tNOT, true
+	case "FOLLOWEDBY":
+		return tFOLLOWEDBY, true
+	case "LIKE":
+		return tLIKE, true
+	case "MATCHES":
+		return tMATCHES, true
+	case "ISSUPERSET":
+		return tISSUPERSET, true
+	case "ISSUBSET":
+		return tISSUBSET, true
+	case "EXISTS":
+		return tEXISTS, true
+	case "LAST":
+		return tLAST, true
+	case "IN":
+		return tIN, true
+	case "START":
+		return tSTART, true
+	case "STOP":
+		return tSTOP, true
+	case "SECONDS":
+		return tSECONDS, true
+	case "WITHIN":
+		return tWITHIN, true
+	case "REPEATS":
+		return tREPEATS, true
+	case "TIMES":
+		return tTIMES, true
+	case "true", "false":
+		return tBool, true
+	}
+	return tEOF, false
 }
 
+// token is a kind and a span of the source. It holds no strings, so that
+// the parser's one-token lookahead is copied without write barriers; text
+// and val cut the strings out of the source when the parser needs them.
 type token struct {
-	kind tokKind
-	pos  int    // byte offset of the first character
-	text string // source text of the token
-	val  string // decoded value: string contents, literal payload
+	kind    tokKind
+	escaped bool // a string literal with \' or \\ in it
+	pos     int  // byte offset of the first character
+	end     int  // byte offset after the last character
+}
+
+// text is the source text of t.
+func (lx *lexer) text(t token) string { return lx.src[t.pos:t.end] }
+
+// val is the decoded value of t: a string literal's contents, the payload
+// of t'…', b'…' and h'…', and the text of anything else.
+func (lx *lexer) val(t token) string {
+	switch t.kind {
+	case tString:
+		v := lx.src[t.pos+1 : t.end-1]
+		if t.escaped {
+			v = unescapePattern(v)
+		}
+		return v
+	case tTimestamp, tBinary, tHex:
+		return lx.src[t.pos+2 : t.end-1]
+	}
+	return lx.text(t)
 }
 
 type lexer struct {
@@ -89,7 +148,7 @@ func (lx *lexer) fail(off int, msg string) token {
 		lx.err = newPatternError(lx.src, off, msg)
 	}
 	lx.pos = len(lx.src)
-	return token{kind: tEOF, pos: off}
+	return token{kind: tEOF, pos: off, end: off}
 }
 
 func newPatternError(src string, off int, msg string) *PatternError {
@@ -146,16 +205,12 @@ func (lx *lexer) skip() bool {
 
 func (lx *lexer) next() token {
 	if lx.err != nil || !lx.skip() {
-		return token{kind: tEOF, pos: len(lx.src)}
+		return token{kind: tEOF, pos: len(lx.src), end: len(lx.src)}
 	}
 	s := lx.src
 	start := lx.pos
 	if start >= len(s) {
-		return token{kind: tEOF, pos: start}
-	}
-	tok := func(k tokKind, n int) token {
-		lx.pos = start + n
-		return token{kind: k, pos: start, text: s[start : start+n]}
+		return token{kind: tEOF, pos: start, end: start}
 	}
 	c := s[start]
 	switch {
@@ -171,14 +226,14 @@ func (lx *lexer) next() token {
 			kind = tIdentHyphen
 			i++
 		}
-		t := tok(kind, i-start)
+		lx.pos = i
+		text := s[start:i]
 		if kind == tIdent {
-			if k, ok := keywords[t.text]; ok {
-				t.kind = k
+			if k, ok := keyword(text); ok {
+				kind = k
 			}
 		}
-		t.val = t.text
-		return t
+		return token{kind: kind, pos: start, end: i}
 	case c == '\'':
 		return lx.stringLiteral()
 	case isDigit(c) || c == '.' || c == '+' || c == '-':
@@ -190,42 +245,48 @@ func (lx *lexer) next() token {
 	}
 	switch two {
 	case "==":
-		return tok(tEQ, 2)
+		return lx.emit(tEQ, start, 2)
 	case "!=", "<>":
-		return tok(tNEQ, 2)
+		return lx.emit(tNEQ, start, 2)
 	case "<=":
-		return tok(tLE, 2)
+		return lx.emit(tLE, start, 2)
 	case ">=":
-		return tok(tGE, 2)
+		return lx.emit(tGE, start, 2)
 	}
 	switch c {
 	case '=':
-		return tok(tEQ, 1)
+		return lx.emit(tEQ, start, 1)
 	case '<':
-		return tok(tLT, 1)
+		return lx.emit(tLT, start, 1)
 	case '>':
-		return tok(tGT, 1)
+		return lx.emit(tGT, start, 1)
 	case ':':
-		return tok(tColon, 1)
+		return lx.emit(tColon, start, 1)
 	case ',':
-		return tok(tComma, 1)
+		return lx.emit(tComma, start, 1)
 	case '(':
-		return tok(tLParen, 1)
+		return lx.emit(tLParen, start, 1)
 	case ')':
-		return tok(tRParen, 1)
+		return lx.emit(tRParen, start, 1)
 	case '[':
-		return tok(tLBrack, 1)
+		return lx.emit(tLBrack, start, 1)
 	case ']':
-		return tok(tRBrack, 1)
+		return lx.emit(tRBrack, start, 1)
 	case '^':
-		return tok(tPower, 1)
+		return lx.emit(tPower, start, 1)
 	case '/':
-		return tok(tDivide, 1)
+		return lx.emit(tDivide, start, 1)
 	case '*':
-		return tok(tAsterisk, 1)
+		return lx.emit(tAsterisk, start, 1)
 	}
 	r, _ := utf8.DecodeRuneInString(s[start:])
 	return lx.fail(start, "invalid character "+quoteRune(r))
+}
+
+// emit returns the n-byte punctuation token at start and moves past it.
+func (lx *lexer) emit(k tokKind, start, n int) token {
+	lx.pos = start + n
+	return token{kind: k, pos: start, end: start + n}
 }
 
 func quoteRune(r rune) string {
@@ -260,17 +321,17 @@ func (lx *lexer) number() token {
 			kind = tFloatNeg
 		}
 		lx.pos = i
-		return token{kind: kind, pos: start, text: s[start:i], val: s[start:i]}
+		return token{kind: kind, pos: start, end: i}
 	}
 	if intEnd == intStart {
 		lx.pos = start + 1
 		switch s[start] {
 		case '+':
-			return token{kind: tPlus, pos: start, text: "+"}
+			return token{kind: tPlus, pos: start, end: start + 1}
 		case '-':
-			return token{kind: tMinus, pos: start, text: "-"}
+			return token{kind: tMinus, pos: start, end: start + 1}
 		}
-		return token{kind: tDot, pos: start, text: "."}
+		return token{kind: tDot, pos: start, end: start + 1}
 	}
 	// '0' | [1-9][0-9]*: a leading zero ends the literal, as in the
 	// grammar, so "007" is three tokens and a syntax error later.
@@ -282,7 +343,7 @@ func (lx *lexer) number() token {
 		kind = tIntNeg
 	}
 	lx.pos = intEnd
-	return token{kind: kind, pos: start, text: s[start:intEnd], val: s[start:intEnd]}
+	return token{kind: kind, pos: start, end: intEnd}
 }
 
 func (lx *lexer) stringLiteral() token {
@@ -290,15 +351,27 @@ func (lx *lexer) stringLiteral() token {
 	start := lx.pos
 	i := start + 1
 	escaped := false
+	// Find the next quote, then look for a backslash before it: both
+	// searches are vectorised, and most literals have no escapes. end is
+	// only searched again once an escaped quote moved us past it, so that
+	// input full of escapes stays linear.
+	end := -1
 	for {
-		j := strings.IndexAny(s[i:], `'\`)
-		if j < 0 {
-			return lx.fail(start, "unterminated string literal")
+		if end < i {
+			end = len(s)
+			if q := strings.IndexByte(s[i:], '\''); q >= 0 {
+				end = i + q
+			}
 		}
-		i += j
-		if s[i] == '\'' {
+		bs := strings.IndexByte(s[i:end], '\\')
+		if bs < 0 {
+			if end == len(s) {
+				return lx.fail(start, "unterminated string literal")
+			}
+			i = end
 			break
 		}
+		i += bs
 		if i+1 >= len(s) || (s[i+1] != '\'' && s[i+1] != '\\') {
 			return lx.fail(i, `invalid escape in string literal: only \' and \\ are allowed`)
 		}
@@ -306,11 +379,7 @@ func (lx *lexer) stringLiteral() token {
 		i += 2
 	}
 	lx.pos = i + 1
-	t := token{kind: tString, pos: start, text: s[start : i+1], val: s[start+1 : i]}
-	if escaped {
-		t.val = unescapePattern(t.val)
-	}
-	return t
+	return token{kind: tString, escaped: escaped, pos: start, end: i + 1}
 }
 
 func unescapePattern(v string) string {
@@ -336,7 +405,7 @@ func (lx *lexer) prefixedLiteral(prefix byte) token {
 		return lx.fail(start, "unterminated "+string(prefix)+"'…' literal")
 	}
 	body := s[start+2 : start+2+end]
-	t := token{pos: start, text: s[start : start+2+end+1], val: body}
+	t := token{pos: start, end: start + 2 + end + 1}
 	switch prefix {
 	case 't':
 		if _, err := parseTimestamp(body, true); err != nil {
@@ -359,7 +428,7 @@ func (lx *lexer) prefixedLiteral(prefix byte) token {
 		}
 		t.kind = tHex
 	}
-	lx.pos = start + len(t.text)
+	lx.pos = t.end
 	return t
 }
 

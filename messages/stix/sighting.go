@@ -57,8 +57,10 @@ func (s *Sighting) SightedIndicator() (*Indicator, error) {
 	return ind, nil
 }
 
+// The sighting's properties follow the indicator's in the field table that
+// both share (see object.go).
 const (
-	fSightingOfRef = numCommon + iota
+	fSightingOfRef = numIndicatorFields + iota
 	fFirstSeen
 	fLastSeen
 	fCount
@@ -67,39 +69,8 @@ const (
 	fTBMatchType
 	fTBSource
 	fTBContext
-	numSightingFields
+	numObjectFields
 )
-
-var sightingNames = [numSightingFields]string{
-	"type", "spec_version", "id", "created", "modified",
-	"sighting_of_ref", "first_seen", "last_seen", "count",
-	"x_threatbus_indicator", "x_threatbus_indicator_value", "x_threatbus_match_type",
-	"x_threatbus_source", "x_threatbus_sighting_context",
-}
-
-func sightingField(name []byte) int {
-	switch string(name) {
-	case "sighting_of_ref":
-		return fSightingOfRef
-	case "first_seen":
-		return fFirstSeen
-	case "last_seen":
-		return fLastSeen
-	case "count":
-		return fCount
-	case "x_threatbus_indicator":
-		return fTBIndicator
-	case "x_threatbus_indicator_value":
-		return fTBIndicatorValue
-	case "x_threatbus_match_type":
-		return fTBMatchType
-	case "x_threatbus_source":
-		return fTBSource
-	case "x_threatbus_sighting_context":
-		return fTBContext
-	}
-	return commonField(name)
-}
 
 // Object types a sighting cannot be of (STIX 2.1, 5.2: it must reference an
 // SDO, and these are SROs or meta objects).
@@ -107,70 +78,79 @@ var notSightable = []string{"sighting", "relationship", "bundle", "marking-defin
 
 // DecodeSighting validates b as a STIX 2.1 Sighting and returns a view of it.
 func DecodeSighting(b []byte) (*Sighting, error) {
-	var raw [numSightingFields][]byte
-	if err := collect(TypeSighting, b, sightingField, sightingNames[:], raw[:]); err != nil {
+	var f objectFields
+	if err := f.collect(TypeSighting, b, sightingFields, false); err != nil {
 		return nil, err
 	}
-	s := &Sighting{Raw: b, Count: -1}
-	if err := s.Common.decode(TypeSighting, raw[:]); err != nil {
+	s := &Sighting{Raw: b}
+	if err := s.decode(&f.raw, false); err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// decode fills in everything but Raw from the collected properties.
+func (s *Sighting) decode(raw *[numObjectFields][]byte, strictTime bool) error {
+	s.Count = -1
+	if err := s.Common.decode(TypeSighting, raw, strictTime); err != nil {
+		return err
 	}
 	const o = TypeSighting
 	var err error
 	if s.SightingOfRef, err = stringField(o, "sighting_of_ref", raw[fSightingOfRef], true); err != nil {
-		return nil, err
+		return err
 	}
 	if err := checkIdentifier(s.SightingOfRef, ""); err != nil {
-		return nil, &FieldError{Object: o, Field: "sighting_of_ref", Err: err}
+		return &FieldError{Object: o, Field: "sighting_of_ref", Err: err}
 	}
 	for _, t := range notSightable {
 		if strings.HasPrefix(s.SightingOfRef, t+"--") {
-			return nil, fieldErr(o, "sighting_of_ref", "must reference a STIX Domain Object, not a %s", t)
+			return fieldErr(o, "sighting_of_ref", "must reference a STIX Domain Object, not a %s", t)
 		}
 	}
-	if s.FirstSeen, err = timeField(o, "first_seen", raw[fFirstSeen], false); err != nil {
-		return nil, err
+	if s.FirstSeen, err = timeField(o, "first_seen", raw[fFirstSeen], false, strictTime); err != nil {
+		return err
 	}
-	if s.LastSeen, err = timeField(o, "last_seen", raw[fLastSeen], false); err != nil {
-		return nil, err
+	if s.LastSeen, err = timeField(o, "last_seen", raw[fLastSeen], false, strictTime); err != nil {
+		return err
 	}
 	if !s.FirstSeen.IsZero() && !s.LastSeen.IsZero() && s.LastSeen.Before(s.FirstSeen) {
-		return nil, fieldErr(o, "last_seen", "is before first_seen")
+		return fieldErr(o, "last_seen", "is before first_seen")
 	}
 	if r := raw[fCount]; r != nil {
 		n, err := strconv.Atoi(string(r))
 		if err != nil || n < 0 || n > 999999999 {
-			return nil, fieldErr(o, "count", "must be an integer from 0 to 999999999, got %s", r)
+			return fieldErr(o, "count", "must be an integer from 0 to 999999999, got %s", r)
 		}
 		s.Count = n
 	}
 	if r := raw[fTBIndicator]; r != nil {
 		if r[0] != '{' {
-			return nil, fieldErr(o, "x_threatbus_indicator", "must be an object, got %s", jsonKind(r))
+			return fieldErr(o, "x_threatbus_indicator", "must be an object, got %s", jsonKind(r))
 		}
 		s.Indicator = json.RawMessage(r)
 	}
 	if s.IndicatorValue, err = stringField(o, "x_threatbus_indicator_value", raw[fTBIndicatorValue], false); err != nil {
-		return nil, err
+		return err
 	}
 	s.HasIndicatorValue = raw[fTBIndicatorValue] != nil
-	mt, err := stringField(o, "x_threatbus_match_type", raw[fTBMatchType], false)
+	mt, err := constField(o, "x_threatbus_match_type", raw[fTBMatchType], false, string(MatchLive), string(MatchRetro))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch s.MatchType = MatchType(mt); {
 	case raw[fTBMatchType] == nil:
 	case s.MatchType == MatchLive || s.MatchType == MatchRetro:
 	default:
-		return nil, fieldErr(o, "x_threatbus_match_type", "%q is not LIVE or RETRO", mt)
+		return fieldErr(o, "x_threatbus_match_type", "%q is not LIVE or RETRO", mt)
 	}
 	if s.Source, err = stringField(o, "x_threatbus_source", raw[fTBSource], false); err != nil {
-		return nil, err
+		return err
 	}
 	if r := raw[fTBContext]; r != nil {
 		s.Context = json.RawMessage(r)
 	}
-	return s, nil
+	return nil
 }
 
 // NewSighting creates a STIX 2.1 Sighting of sightingOfRef (usually an

@@ -35,7 +35,7 @@ func ParseTimestamp(s string) (time.Time, error) {
 	return parseTimestamp(s, false)
 }
 
-func digits(s string, i, n int) (int, bool) {
+func digits[T string | []byte](s T, i, n int) (int, bool) {
 	v := 0
 	for k := i; k < i+n; k++ {
 		c := s[k]
@@ -46,6 +46,8 @@ func digits(s string, i, n int) (int, bool) {
 	}
 	return v, true
 }
+
+var pow10 = [...]int{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9}
 
 func isLeap(y int) bool { return y%4 == 0 && (y%100 != 0 || y%400 == 0) }
 
@@ -64,8 +66,9 @@ func daysIn(month, year int) int {
 
 // parseTimestamp is hand-written rather than time.Parse because the pattern
 // grammar needs the strict STIX form (upper-case T and Z, no offset) and
-// both callers want an error that says which part is wrong.
-func parseTimestamp(s string, stixOnly bool) (time.Time, error) {
+// both callers want an error that says which part is wrong. It takes bytes
+// too so that decoders can parse a JSON value in place.
+func parseTimestamp[T string | []byte](s T, stixOnly bool) (time.Time, error) {
 	bad := func(format string, args ...any) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("invalid timestamp %q: "+format, append([]any{s}, args...)...)
 	}
@@ -105,15 +108,18 @@ func parseTimestamp(s string, stixOnly bool) (time.Time, error) {
 	if s[i] == '.' {
 		i++
 		start := i
-		scale := 100000000
+		n := 0 // digits in nsec; those past the ninth are below a nanosecond
 		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
-			nsec += int(s[i]-'0') * scale
-			scale /= 10
+			if n < 9 {
+				nsec = nsec*10 + int(s[i]-'0')
+				n++
+			}
 			i++
 		}
 		if i == start {
 			return bad("no digits after '.'")
 		}
+		nsec *= pow10[9-n]
 	}
 	if i >= len(s) {
 		return bad("missing time zone (Z)")
@@ -146,4 +152,20 @@ func parseTimestamp(s string, stixOnly bool) (time.Time, error) {
 		return bad("unexpected text after the time zone")
 	}
 	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc).UTC(), nil
+}
+
+// checkSTIXTimestamp holds a valid RFC 3339 timestamp to the form STIX 2.1
+// prescribes and its reference implementation (python-stix2) insists on:
+// UTC written as Z, and at most six fraction digits (Python's %f).
+func checkSTIXTimestamp[T string | []byte](s T) error {
+	if len(s) < 20 {
+		return nil // not a timestamp at all: parseTimestamp judged it
+	}
+	if last := s[len(s)-1]; last != 'Z' && last != 'z' {
+		return fmt.Errorf("%q: STIX timestamps end in Z, not a UTC offset", s)
+	}
+	if s[19] == '.' && len(s)-21 > 6 {
+		return fmt.Errorf("%q: more than six fraction digits", s)
+	}
+	return nil
 }
