@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -635,5 +636,28 @@ func TestBackboneGetsTheBusLogger(t *testing.T) {
 	bb.log.Load().Info("backbone says hello")
 	if !strings.Contains(out.String(), `msg="backbone says hello" plugin=test-backbone`) {
 		t.Fatalf("log:\n%s", out.String())
+	}
+}
+
+// TestPublishTyped: the fast path for validated payloads routes by the
+// given type, counts like Publish, and refuses a type without a topic.
+func TestPublishTyped(t *testing.T) {
+	b := start(t, bustest.Options{})
+	tp, ok := b.Bus.(plugins.TypedPublisher)
+	if !ok {
+		t.Fatal("the apps' Bus does not implement plugins.TypedPublisher")
+	}
+	rec := bustest.NewRecorder("sub")
+	b.Subscribe(t, rec, messages.TopicSighting)
+	sig := bustest.Sighting(t, 1)
+	if err := tp.PublishTyped(context.Background(), messages.TypeSighting, sig); err != nil {
+		t.Fatal(err)
+	}
+	rec.WaitLen(t, 1)
+	if m := rec.Messages()[0]; m.Topic != messages.TopicSighting || m.Type != messages.TypeSighting || !bytes.Equal(m.Payload, sig) {
+		t.Fatalf("delivered %+v", m)
+	}
+	if err := tp.PublishTyped(context.Background(), "identity", []byte(`{"type":"identity"}`)); err == nil {
+		t.Fatal("a type without a topic was accepted")
 	}
 }

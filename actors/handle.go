@@ -25,7 +25,10 @@ type busHandle struct {
 	published, delivered [numTopics]atomic.Uint64
 }
 
-var _ plugins.Bus = (*busHandle)(nil)
+var (
+	_ plugins.Bus            = (*busHandle)(nil)
+	_ plugins.TypedPublisher = (*busHandle)(nil)
+)
 
 func newBusHandle(rt *runtime, name string) *busHandle {
 	return &busHandle{rt: rt, name: name, log: rt.log.With("plugin", name)}
@@ -39,9 +42,23 @@ func (h *busHandle) Publish(_ context.Context, payload []byte) error {
 	if err != nil {
 		return err
 	}
+	h.send(env)
+	return nil
+}
+
+// PublishTyped implements plugins.TypedPublisher.
+func (h *busHandle) PublishTyped(_ context.Context, typ string, payload []byte) error {
+	env, err := h.rt.typedEnvelope(typ, payload, h.name)
+	if err != nil {
+		return err
+	}
+	h.send(env)
+	return nil
+}
+
+func (h *busHandle) send(env *messages.Envelope) {
 	h.rt.system.Root.Send(h.rt.router, &messages.Publish{Envelope: env})
 	h.published[topicIndex(env.Topic)].Add(1)
-	return nil
 }
 
 // envelope wraps a payload for routing; only the type is read from it.
@@ -50,6 +67,11 @@ func (rt *runtime) envelope(payload []byte, origin string) (*messages.Envelope, 
 	if err != nil {
 		return nil, err
 	}
+	return rt.typedEnvelope(typ, payload, origin)
+}
+
+// typedEnvelope wraps a payload of a known type for routing.
+func (rt *runtime) typedEnvelope(typ string, payload []byte, origin string) (*messages.Envelope, error) {
 	topic, err := messages.TopicFor(typ)
 	if err != nil {
 		return nil, err

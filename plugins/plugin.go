@@ -74,6 +74,15 @@ type Bus interface {
 	Logger() *slog.Logger
 }
 
+// TypedPublisher is implemented by the Bus apps get. PublishTyped is
+// Publish for a payload the caller has already validated as a STIX object
+// of type typ (with stix.Validate or a decoder): the bus does not read the
+// payload again to find its type. For hot paths; a typ that is not the
+// payload's misroutes the message.
+type TypedPublisher interface {
+	PublishTyped(ctx context.Context, typ string, payload []byte) error
+}
+
 // Sink receives a subscription's messages, one at a time and in order, on a
 // goroutine owned by the subscription. A slow sink delays only its own
 // subscription: messages that overflow its outbox are dropped oldest first and

@@ -97,6 +97,16 @@ func FuzzDecodeFrame(f *testing.F) {
 		causes[c] = true
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		// The one-pass fast path accepts exactly the indicators and
+		// sightings the step-by-step checks accept, with the same result.
+		fast, ok := decodeFrameFast(frame)
+		steps, stepsRej := decodeFrameSteps(frame)
+		switch {
+		case ok && (stepsRej != nil || !bytes.Equal(fast.payload, steps.payload) || fast.typ != steps.typ || steps.snapshotID != ""):
+			t.Fatalf("fast path accepted %q as %+v; step by step: %+v, %v", frame, fast, steps, stepsRej)
+		case !ok && stepsRej == nil && bytes.HasPrefix(frame, []byte(topicSTIXPrefix)):
+			t.Fatalf("fast path refused %q, which the step-by-step checks accept", frame)
+		}
 		msg, rej := decodeFrame(frame)
 		if rej != nil {
 			if !causes[rej.cause] || rej.err == nil {

@@ -61,6 +61,15 @@ type inboundMsg struct {
 // did (shared/specs/zmq-app.md lists what must be dropped). The payload is
 // never re-encoded.
 func decodeFrame(frame []byte) (inboundMsg, *rejection) {
+	if msg, ok := decodeFrameFast(frame); ok {
+		return msg, nil
+	}
+	return decodeFrameSteps(frame)
+}
+
+// decodeFrameSteps checks a frame step by step, for what the fast path did
+// not accept: the steps name the cause.
+func decodeFrameSteps(frame []byte) (inboundMsg, *rejection) {
 	if !utf8.Valid(frame) {
 		return inboundMsg{}, reject(causeInvalidUTF8, errors.New("frame is not valid UTF-8"))
 	}
@@ -79,6 +88,28 @@ func decodeFrame(frame []byte) (inboundMsg, *rejection) {
 		return decodeEnvelope(payload)
 	}
 	return inboundMsg{}, reject(causeTopic, fmt.Errorf("topic %.64q: want stix2/… or %s", topic, topicSnapshotEnvelope))
+}
+
+// decodeFrameFast accepts the common frame, an indicator or sighting on a
+// stix2/ topic, in one pass over the payload: stix.Validate checks what
+// utf8.Valid, peek, the decoder in checkObject and checkTimestamps check
+// one after another. A valid JSON object whose strings are valid UTF-8 is
+// valid UTF-8 as a whole, so with the topic checked here it accepts exactly
+// what decodeFrame's step-by-step checks accept.
+func decodeFrameFast(frame []byte) (inboundMsg, bool) {
+	if !bytes.HasPrefix(frame, []byte(topicSTIXPrefix)) {
+		return inboundMsg{}, false
+	}
+	sp := bytes.IndexByte(frame, ' ')
+	if sp < 0 || !utf8.Valid(frame[:sp]) {
+		return inboundMsg{}, false
+	}
+	payload := frame[sp+1:]
+	typ, err := stix.Validate(payload, stix.StrictUTF8|stix.StrictTimestamps)
+	if err != nil {
+		return inboundMsg{}, false
+	}
+	return inboundMsg{payload: payload, typ: typ}, true
 }
 
 // peek reads the type of a JSON object, classifying what is wrong with it.

@@ -84,7 +84,13 @@ func (s *state) receive(ctx context.Context, bus plugins.Bus, frame []byte, peer
 	if suppressEcho && peer != "" && msg.snapshotID == "" {
 		s.echoes.add(msg.payload, peer)
 	}
-	if err := bus.Publish(ctx, msg.payload); err != nil {
+	var err error
+	if tp, ok := bus.(plugins.TypedPublisher); ok {
+		err = tp.PublishTyped(ctx, msg.typ, msg.payload) // validated above: no second look for the type
+	} else {
+		err = bus.Publish(ctx, msg.payload)
+	}
+	if err != nil {
 		s.rejected.add(s.logger(), reject(causePublish, err))
 		return
 	}
