@@ -38,6 +38,14 @@ proto:
 		-I "$$($(GO) list -m -f '{{.Dir}}' github.com/asynkron/protoactor-go)/actor" \
 		--go_out=. --go_opt=module=$(PKG) \
 		messages/*.proto
+	# -I plugins: the file registers as backbones/cluster/wire.proto, since
+	# protoactor already registers a cluster.proto.
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc \
+		-I messages \
+		-I "$$($(GO) list -m -f '{{.Dir}}' github.com/asynkron/protoactor-go)/actor" \
+		-I plugins \
+		--go_out=. --go_opt=module=$(PKG) \
+		plugins/backbones/cluster/wire.proto
 
 # Each fuzz target for a minute.
 fuzz: setup

@@ -13,6 +13,10 @@ pkg-config --exists libzmq 2>/dev/null || need_pkgs+=(libzmq3-dev)
 /usr/bin/python3 -c 'import pika' 2>/dev/null || need_pkgs+=(python3-pika)
 # The RabbitMQ backbone's tests run against a real broker.
 command -v rabbitmq-server >/dev/null || need_pkgs+=(rabbitmq-server)
+# The cluster backbone's tests start their own etcd and use network
+# namespaces (ip netns; they need root).
+command -v etcd >/dev/null || need_pkgs+=(etcd-server)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,417 @@
+package cluster_test
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/threatbus/threatbus/plugins/backbones/cluster"
+	"github.com/threatbus/threatbus/tests/bustest"
+)
+
+// Test timing: fast membership, so that the tests take seconds.
+const testTiming = `
+ack_timeout = "1s"
+ping_interval = "200ms"
+rejoin_after = "5s"
+`
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+	buildOut  []byte
+)
+
+// testBus builds internal/testbus once per test binary.
+func testBus(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "clustertestbus")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "testbus")
+		buildOut, buildErr = exec.Command("go", "build", "-o", buildBin, "./internal/testbus").CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("go build ./internal/testbus: %v\n%s", buildErr, buildOut)
+	}
+	return buildBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildBin != "" {
+		os.RemoveAll(filepath.Dir(buildBin))
+	}
+	os.Exit(code)
+}
+
+// freePort returns a TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// node is where one member listens.
+type node struct {
+	host         string
+	grpc, health int
+}
+
+func (n node) healthAddr() string { return fmt.Sprintf("%s:%d", n.host, n.health) }
+
+// loopbackNodes picks 2k distinct free ports: all are held open until all
+// are chosen, so none is handed out twice.
+func loopbackNodes(t testing.TB, k int) []node {
+	t.Helper()
+	ports := make([]int, 2*k)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	out := make([]node, k)
+	for i := range out {
+		out[i] = node{host: "127.0.0.1", grpc: ports[2*i], health: ports[2*i+1]}
+	}
+	return out
+}
+
+// automanagedConf is the config of member self in a cluster of all.
+func automanagedConf(name string, self node, all []node) string {
+	hosts := make([]string, len(all))
+	for i, n := range all {
+		hosts[i] = fmt.Sprintf("%q", n.healthAddr())
+	}
+	return fmt.Sprintf(`[bus]
+drain_timeout = "10s"
+
+[backbones.cluster]
+cluster_name = %q
+bind = "%s:%d"
+provider = "automanaged"
+%s
+[backbones.cluster.automanaged]
+port = %d
+hosts = [%s]
+refresh = "300ms"
+
+[backbones.cluster.tls]
+disabled = true
+
+[apps.lines]
+`, name, self.host, self.grpc, testTiming, self.health, strings.Join(hosts, ", "))
+}
+
+func etcdConf(name string, self node, endpoint string) string {
+	return fmt.Sprintf(`[bus]
+drain_timeout = "10s"
+
+[backbones.cluster]
+cluster_name = %q
+bind = "%s:%d"
+provider = "etcd"
+%s
+[backbones.cluster.etcd]
+endpoints = [%q]
+base_key = "/threatbus-test"
+
+[backbones.cluster.tls]
+disabled = true
+
+[apps.lines]
+`, name, self.host, self.grpc, testTiming, endpoint)
+}
+
+// recv is one delivery a member reported.
+type recv struct {
+	topic, id string
+	payload   []byte
+}
+
+// proc is a bus running as its own process (internal/testbus).
+type proc struct {
+	name  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	log   *bustest.SyncBuffer
+
+	mu     sync.Mutex
+	got    []recv
+	ready  chan struct{}
+	status chan string
+	count  chan string
+	stats  chan string
+	done   chan struct{}
+}
+
+// startProc starts testbus with conf; prefix (e.g. ip netns exec NS) is
+// prepended to the command line.
+func startProc(t testing.TB, name, conf string, env []string, prefix ...string) *proc {
+	t.Helper()
+	bin := testBus(t)
+	path := filepath.Join(t.TempDir(), name+".toml")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append(append([]string{}, prefix...), bin, path)
+	p := &proc{name: name, cmd: exec.Command(args[0], args[1:]...), log: &bustest.SyncBuffer{},
+		ready: make(chan struct{}), status: make(chan string, 1), count: make(chan string, 1), stats: make(chan string, 1), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = p.log
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.read(stdout)
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s log (last 6000 bytes):\n%s", name, tail(p.log.String(), 6000))
+		}
+	})
+	select {
+	case <-p.ready:
+	case <-p.done:
+		t.Fatalf("%s exited:\n%s", name, p.log.String())
+	case <-time.After(40 * time.Second):
+		t.Fatalf("%s did not start:\n%s", name, p.log.String())
+	}
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *proc) read(r io.Reader) {
+	defer close(p.done)
+	lines := bufio.NewScanner(r)
+	lines.Buffer(make([]byte, 1<<20), 1<<24)
+	for lines.Scan() {
+		kind, rest, _ := strings.Cut(lines.Text(), " ")
+		switch kind {
+		case "READY":
+			close(p.ready)
+		case "RECV":
+			f := strings.SplitN(rest, " ", 3)
+			if len(f) != 3 {
+				continue
+			}
+			payload, _ := base64.StdEncoding.DecodeString(f[2])
+			p.mu.Lock()
+			p.got = append(p.got, recv{topic: f[0], id: f[1], payload: payload})
+			p.mu.Unlock()
+		case "STATUS":
+			p.status <- rest
+		case "COUNT":
+			p.count <- rest
+		case "STATS":
+			p.stats <- rest
+		}
+	}
+	_ = p.cmd.Wait()
+}
+
+func (p *proc) publish(t testing.TB, payload []byte) {
+	t.Helper()
+	if _, err := fmt.Fprintln(p.stdin, base64.StdEncoding.EncodeToString(payload)); err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+}
+
+// tryStatus asks for the backbone's Status; ok is false when the process
+// does not answer in time (it may be stopped).
+func (p *proc) tryStatus(wait time.Duration) (st cluster.Status, ok bool) {
+	if _, err := fmt.Fprintln(p.stdin, "?"); err != nil {
+		return st, false
+	}
+	select {
+	case s := <-p.status:
+		if err := json.Unmarshal([]byte(s), &st); err != nil {
+			return st, false
+		}
+		return st, true
+	case <-time.After(wait):
+		return st, false
+	}
+}
+
+func (p *proc) deliveries() []recv {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]recv(nil), p.got...)
+}
+
+func (p *proc) received() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.got)
+}
+
+// kill sends SIGKILL and waits for the process to go.
+func (p *proc) kill(t testing.TB) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not die", p.name)
+	}
+}
+
+// stop sends SIGTERM and returns the final STATS.
+func (p *proc) stop(t testing.TB) map[string]json.RawMessage {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		t.Fatalf("%s did not stop", p.name)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("%s exited with %d:\n%s", p.name, code, tail(p.log.String(), 6000))
+	}
+	var st map[string]json.RawMessage
+	select {
+	case s := <-p.stats:
+		if err := json.Unmarshal([]byte(s), &st); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("%s printed no stats", p.name)
+	}
+	return st
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// formed reports whether st shows a joined member with n members, each of
+// its peers counting it as a member.
+func formed(st cluster.Status, n int) bool {
+	if st.State != "joined" || len(st.Members) != n || len(st.Peers) != n-1 {
+		return false
+	}
+	for _, p := range st.Peers {
+		if !p.KnowsUs {
+			return false
+		}
+	}
+	return true
+}
+
+// waitFormed waits until every member of ps sees the same n members.
+func waitFormed(t testing.TB, d time.Duration, ps ...*proc) {
+	t.Helper()
+	var last []string
+	deadline := time.Now().Add(d)
+	for {
+		ok := true
+		last = last[:0]
+		for _, p := range ps {
+			st, answered := p.tryStatus(5 * time.Second)
+			last = append(last, fmt.Sprintf("%s: answered=%v state=%s members=%d peers=%d", p.name, answered, st.State, len(st.Members), len(st.Peers)))
+			if !answered || !formed(st, len(ps)) {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster of %d did not form within %s: %s", len(ps), d, strings.Join(last, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// seqOf is the x_seq of a payload made by bustest.
+func seqOf(t *testing.T, payload []byte) int { return bustest.Seq(t, payload) }
+
+// checkExactlyOnce checks that p received every payload of want exactly
+// once (by envelope id and by payload), nothing else, and each publisher's
+// messages in order (publisher = seq>>16).
+func checkExactlyOnce(t *testing.T, p *proc, want map[string]bool) {
+	t.Helper()
+	got := p.deliveries()
+	ids := map[string]int{}
+	payloads := map[string]int{}
+	next := map[int]int{}
+	for _, r := range got {
+		ids[r.id]++
+		payloads[string(r.payload)]++
+		if !want[string(r.payload)] {
+			continue
+		}
+		seq := seqOf(t, r.payload)
+		pub, i := seq>>16, seq&0xffff
+		if i < next[pub] {
+			t.Errorf("%s: publisher %d: message %d after %d: out of order", p.name, pub, i, next[pub]-1)
+		}
+		next[pub] = i + 1
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("%s: envelope %s delivered %d times", p.name, id, n)
+		}
+	}
+	missing := 0
+	for w := range want {
+		switch n := payloads[w]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			t.Errorf("%s: a payload delivered %d times", p.name, n)
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%s: %d of %d messages missing", p.name, missing, len(want))
+	}
+}
