@@ -371,6 +371,10 @@ func (*reportingApp) Report() plugins.Report {
 			{Name: "test_peer_forwarded_total", Help: "Forwarded, by peer.", Counter: true, Labels: map[string]string{"peer": "b"}, Value: 5},
 			{Name: "test_queue_messages", Help: "Queued.", Value: 2},
 			{Name: "bad name", Help: "Refused by Prometheus: left out, not fatal.", Value: 1},
+			// Would fail the whole scrape; left out, the first one wins.
+			{Name: "test_queue_messages", Help: "Queued.", Value: 99},
+			{Name: "test_queue_messages", Help: "Queued.", Labels: map[string]string{"extra": "x"}, Value: 7},
+			{Name: "test_peer_forwarded_total", Help: "Forwarded, by peer.", Labels: map[string]string{"peer": "c"}, Value: 1},
 		},
 	}
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sort"
 	"time"
@@ -90,6 +91,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descSnapReqs, st.SnapshotRequests)
 	gauge(descSnapFlight, float64(st.SnapshotsInFlight))
+	seen := map[string]string{}
 	for _, p := range st.Plugins {
 		up := 0.0
 		if p.Ready {
@@ -100,7 +102,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descBackbone, up, p.Name)
 		}
 		for _, m := range p.Metrics {
-			if pm, ok := pluginMetric(p.Name, m); ok {
+			if pm, ok := pluginMetric(p.Name, m, seen); ok {
 				ch <- pm
 			}
 		}
@@ -109,8 +111,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 // pluginMetric turns one sample a plugin reported into a metric; ok is false
 // for a sample Prometheus would refuse (a bad name or label), which is left
-// out rather than failing the whole scrape.
-func pluginMetric(plugin string, m plugins.Metric) (prometheus.Metric, bool) {
+// out rather than failing the whole scrape. That includes a second sample
+// with the same labels, and a sample whose type, help or label names differ
+// from the first of its name: seen remembers the scrape's samples for that.
+func pluginMetric(plugin string, m plugins.Metric, seen map[string]string) (prometheus.Metric, bool) {
 	names := make([]string, 0, len(m.Labels)+1)
 	for k := range m.Labels {
 		names = append(names, k)
@@ -120,6 +124,15 @@ func pluginMetric(plugin string, m plugins.Metric) (prometheus.Metric, bool) {
 	for _, k := range names {
 		values = append(values, m.Labels[k])
 	}
+	shape := fmt.Sprintf("%t\x00%s\x00%q", m.Counter, m.Help, names)
+	sample := fmt.Sprintf("%s\x00%s\x00%q", m.Name, plugin, values)
+	if s, ok := seen["name\x00"+m.Name]; ok && s != shape {
+		return nil, false
+	}
+	if _, dup := seen[sample]; dup {
+		return nil, false
+	}
+	seen["name\x00"+m.Name], seen[sample] = shape, ""
 	names, values = append([]string{"plugin"}, names...), append([]string{plugin}, values...)
 	typ := prometheus.GaugeValue
 	if m.Counter {

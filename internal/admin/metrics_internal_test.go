@@ -30,8 +30,9 @@ func TestEveryPluginReportIsValid(t *testing.T) {
 			}
 			reg2 := prometheus.NewPedanticRegistry()
 			if err := reg2.Register(collectorFunc(func(ch chan<- prometheus.Metric) {
+				seen := map[string]string{}
 				for _, m := range r.Metrics {
-					pm, ok := pluginMetric(reg.Name, m)
+					pm, ok := pluginMetric(reg.Name, m, seen)
 					if !ok {
 						t.Errorf("%s: metric %q refused", reg.Name, m.Name)
 						continue
