@@ -661,3 +661,27 @@ func TestPublishTyped(t *testing.T) {
 		t.Fatal("a type without a topic was accepted")
 	}
 }
+
+// TestBackboneRestartedWhileStopping: unlike an app's, a backbone restart
+// due while the daemon stops is carried out: the drain passes through it.
+func TestBackboneRestartedWhileStopping(t *testing.T) {
+	b := start(t, bustest.Options{Configure: func(c *config.Config) {
+		c.Chaos.Enabled = true
+		c.Supervision.BackoffMin = config.Duration(300 * time.Millisecond)
+		c.Supervision.BackoffMax = config.Duration(300 * time.Millisecond)
+	}})
+	rec := bustest.NewRecorder("sub")
+	b.Subscribe(t, rec, messages.TopicIndicator)
+	if err := b.Daemon.Crash("test-backbone"); err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(t, bustest.Indicator(t, 1)) // waits in the failed backbone's mailbox
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Daemon.Stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if rec.Len() != 1 {
+		t.Fatalf("%d delivered; the message published into the failed backbone was lost", rec.Len())
+	}
+}

@@ -54,8 +54,10 @@ func (s pluginStrategy) HandleFailure(system *actor.ActorSystem, supervisor acto
 		s.rt.plugins.set(s.rt.cfg.Backbone.Name, stateRestarting)
 	}
 	time.AfterFunc(backoff(n, sup.BackoffMin.D(), sup.BackoffMax.D()), func() {
-		if s.rt.stopping.Load() {
-			return // stopping the daemon stops the child, failed or not
+		if isApp && s.rt.stopping.Load() {
+			// The stop ends the app anyway. The backbone and subscribers
+			// are restarted even now: the drain passes through them.
+			return
 		}
 		supervisor.RestartChildren(child)
 	})

@@ -67,7 +67,7 @@ func TestInfoCommands(t *testing.T) {
 	if code, out, _ := runCLI(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "threatbus ") {
 		t.Fatalf("version: %d %q", code, out)
 	}
-	if code, out, _ := runCLI(t, nil, "plugins"); code != 0 || !strings.Contains(out, "backbones: inmem") || !strings.Contains(out, "stuck") {
+	if code, out, _ := runCLI(t, nil, "plugins"); code != 0 || !strings.Contains(out, "backbones: cluster inmem rabbitmq") || !strings.Contains(out, "stuck") {
 		t.Fatalf("plugins: %d %q", code, out)
 	}
 	code, out, _ := runCLI(t, nil, "config")
