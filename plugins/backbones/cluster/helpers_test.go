@@ -160,6 +160,8 @@ type proc struct {
 
 	mu     sync.Mutex
 	got    []recv
+	snaps  [][]byte // SNAP lines: the snapshot subscription's deliveries
+	asked  int      // ASKED lines: snapshot requests this member's snapper answered
 	ready  chan struct{}
 	status chan string
 	count  chan string
@@ -234,6 +236,15 @@ func (p *proc) read(r io.Reader) {
 			payload, _ := base64.StdEncoding.DecodeString(f[2])
 			p.mu.Lock()
 			p.got = append(p.got, recv{topic: f[0], id: f[1], payload: payload})
+			p.mu.Unlock()
+		case "SNAP":
+			payload, _ := base64.StdEncoding.DecodeString(rest)
+			p.mu.Lock()
+			p.snaps = append(p.snaps, payload)
+			p.mu.Unlock()
+		case "ASKED":
+			p.mu.Lock()
+			p.asked++
 			p.mu.Unlock()
 		case "STATUS":
 			p.status <- rest

@@ -91,3 +91,54 @@ func TestThreeMembers(t *testing.T) {
 		p.stop(t)
 	}
 }
+
+// TestSnapshotAnsweredOnce: every member runs the same snapshot-capable app
+// (as members configured alike do). A snapshot requested on one member is
+// asked of every member's app, and the requester gets each indicator once,
+// not once per member.
+func TestSnapshotAnsweredOnce(t *testing.T) {
+	nodes := loopbackNodes(t, 3)
+	name := fmt.Sprintf("snap-%d", time.Now().UnixNano())
+	ps := make([]*proc, 3)
+	for i, n := range nodes {
+		ps[i] = startProc(t, fmt.Sprintf("member-%d", i), automanagedConf(name, n, nodes)+"\n[apps.snapper]\n", nil)
+	}
+	waitFormed(t, 40*time.Second, ps...)
+	if _, err := fmt.Fprintln(ps[0].stdin, "!snapshot"); err != nil {
+		t.Fatal(err)
+	}
+	snaps := func() [][]byte {
+		ps[0].mu.Lock()
+		defer ps[0].mu.Unlock()
+		return append([][]byte{}, ps[0].snaps...)
+	}
+	for _, p := range ps {
+		eventually(t, 30*time.Second, p.name+"'s snapper to be asked", func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.asked > 0
+		})
+	}
+	eventually(t, 30*time.Second, "five snapshot bodies", func() bool { return len(snaps()) >= 5 })
+	time.Sleep(time.Second) // the other members' copies would arrive by now
+	count := map[string]int{}
+	for _, b := range snaps() {
+		count[string(b)]++
+	}
+	if len(count) != 5 {
+		t.Fatalf("got %d distinct bodies, want 5", len(count))
+	}
+	for b, n := range count {
+		if n != 1 {
+			t.Errorf("body delivered %d times, want once: %.80s", n, b)
+		}
+	}
+	for _, p := range ps {
+		p.mu.Lock()
+		asked := p.asked
+		p.mu.Unlock()
+		if asked != 1 {
+			t.Errorf("%s's snapper was asked %d times, want once", p.name, asked)
+		}
+	}
+}

@@ -17,6 +17,12 @@
 // and stops the bus; at exit it prints "STATS <json>" with the backbone's
 // Status, the daemon's counters and "leaks": the stacks of goroutines of the
 // cluster package still running after the stop (there must be none).
+//
+// Snapshots: "!snapshot" on stdin subscribes to stix2/indicator with a one
+// hour window and prints "SNAP <base64 payload>" per delivery of that
+// subscription. With [apps.snapper] in the config, the snapper app answers
+// indicator snapshot requests with the same five indicators on every member
+// and prints "ASKED <snapshot id>" per request.
 package main
 
 import (
@@ -99,6 +105,21 @@ func (*lines) Run(ctx context.Context, bus plugins.Bus) error {
 				flood(ctx, bus, n)
 				continue
 			}
+			if in.Text() == "!snapshot" {
+				_, err := bus.Subscribe(ctx, plugins.SubscribeRequest{
+					Topics:   []string{messages.TopicIndicator},
+					Name:     "snapshot",
+					Snapshot: time.Hour,
+					Sink: func(_ context.Context, m *messages.Envelope) error {
+						emit("SNAP %s", base64.StdEncoding.EncodeToString(m.Payload))
+						return nil
+					},
+				})
+				if err != nil {
+					bus.Logger().Error("snapshot subscription", "error", err)
+				}
+				continue
+			}
 			if in.Text() == "!crash" {
 				if err := daemon.Crash(cfgName); err != nil {
 					bus.Logger().Error("crash", "error", err)
@@ -124,8 +145,52 @@ func (*lines) Run(ctx context.Context, bus plugins.Bus) error {
 	return nil
 }
 
+// snapper answers indicator snapshot requests alike on every member, as
+// members configured alike (one MISP behind all of them) do.
+type snapper struct{}
+
+func (*snapper) SampleConfig() string { return "[apps.snapper]\n" }
+func (*snapper) Init() error          { return nil }
+func (*snapper) Run(ctx context.Context, _ plugins.Bus) error {
+	<-ctx.Done()
+	return nil
+}
+
+// SnapshotBodies are the indicators every snapper answers with.
+func snapshotBodies() ([][]byte, error) {
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var out [][]byte
+	for i := 0; i < 5; i++ {
+		ind, err := stix.NewIndicator(fmt.Sprintf("[ipv4-addr:value = '192.0.2.%d']", i), at,
+			stix.WithID(fmt.Sprintf("indicator--00000000-0000-4000-8000-00000000000%d", i)), stix.WithCreated(at), stix.WithModified(at))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ind.Raw)
+	}
+	return out, nil
+}
+
+func (*snapper) Snapshot(_ context.Context, req plugins.SnapshotRequest, reply func([]byte) error) error {
+	if req.Type != messages.SnapshotType_SNAPSHOT_TYPE_INDICATOR {
+		return nil
+	}
+	emit("ASKED %s", req.ID)
+	bodies, err := snapshotBodies()
+	if err != nil {
+		return err
+	}
+	for _, b := range bodies {
+		if err := reply(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func init() {
 	plugins.AddApp("lines", func() plugins.App { return &lines{} })
+	plugins.AddApp("snapper", func() plugins.App { return &snapper{} })
 }
 
 // flood publishes n distinct indicators as fast as the bus takes them,
