@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -245,5 +246,25 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestGCPercent: the daemon collects less often than Go's default unless
+// GOGC says otherwise.
+func TestGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	if v, set := os.LookupEnv("GOGC"); set {
+		os.Unsetenv("GOGC")
+		defer os.Setenv("GOGC", v)
+	}
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Fatalf("GOGC unset: gc percent %d, want %d", got, gcPercent)
+	}
+	t.Setenv("GOGC", "150")
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GOGC set: gc percent changed to %d", got)
 	}
 }
