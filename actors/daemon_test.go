@@ -685,3 +685,27 @@ func TestBackboneRestartedWhileStopping(t *testing.T) {
 		t.Fatalf("%d delivered; the message published into the failed backbone was lost", rec.Len())
 	}
 }
+
+// TestUnacknowledgedSubscriberStops: a Subscribe the router lost (here to
+// chaos on every router message) fails for the caller and leaves no
+// subscription behind, in the status or anywhere else.
+func TestUnacknowledgedSubscriberStops(t *testing.T) {
+	b := start(t, bustest.Options{Configure: func(c *config.Config) {
+		c.Chaos.Enabled = true
+		c.Chaos.Targets = []string{"router"}
+		c.Chaos.Probability = 1
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := b.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{messages.TopicIndicator}, Sink: bustest.NewRecorder("lost").Sink})
+	if err == nil {
+		t.Fatal("subscribe succeeded although the router crashed on it")
+	}
+	bustest.Eventually(t, "the unacknowledged subscriber to stop", func() bool {
+		st, err := b.Daemon.Status(context.Background())
+		return err == nil && len(st.Subscriptions) == 0
+	})
+	if n := b.Daemon.Stats().Faults["subscriber:not_acknowledged"]; n != 1 {
+		t.Fatalf("not_acknowledged counted %d times", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -106,7 +107,11 @@ func (h *busHandle) Subscribe(ctx context.Context, req plugins.SubscribeRequest)
 	if req.Name == "" {
 		req.Name = h.name
 	}
-	res, err := h.rt.system.Root.RequestFuture(h.rt.apps, &spawnSubscriber{owner: h, req: req}, requestTimeout(ctx)).Result()
+	// The subscriber gives up a little before this call does, so that the
+	// two never disagree on whether the subscription was made.
+	timeout := requestTimeout(ctx)
+	deadline := time.Now().Add(timeout - min(timeout/10, 100*time.Millisecond))
+	res, err := h.rt.system.Root.RequestFuture(h.rt.apps, &spawnSubscriber{owner: h, req: req, deadline: deadline}, timeout).Result()
 	if err != nil {
 		return nil, fmt.Errorf("%s: subscribe %v: %w", h.name, req.Topics, err)
 	}

@@ -127,7 +127,9 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 			if cr, ok := env.Message.(*crashRequest); ok {
 				panic(cr)
 			}
-			if rt.chaos.strike(who, env.Message) {
+			// Random faults end when the daemon starts to stop: a drain
+			// barrier lost to one would hold the stop for drain_timeout.
+			if !rt.stopping.Load() && rt.chaos.strike(who, env.Message) {
 				panic(&crashRequest{reason: "chaos probability"})
 			}
 			next(c, env)

@@ -99,9 +99,10 @@ type outItem struct {
 // of the actor: a restart keeps both, and only a stop ends them.
 type subscriberActor struct {
 	*outbox
-	rt      *runtime
-	seconds int64
-	replyTo *actor.PID // the Subscribe call waiting for the ack
+	rt       *runtime
+	seconds  int64
+	replyTo  *actor.PID // the Subscribe call waiting for the ack
+	deadline time.Time  // when that call stops waiting
 }
 
 // outbox is a subscription's queue and writer.
@@ -121,7 +122,14 @@ type spawnSubscriber struct {
 	owner   *busHandle
 	req     plugins.SubscribeRequest
 	replyTo *actor.PID
+	// deadline is when the caller stops waiting: a subscriber the router
+	// has not acknowledged by then (its Subscribe was lost to a crash)
+	// stops, instead of lingering as a subscription nobody holds.
+	deadline time.Time
 }
+
+// subscribeDeadline tells a subscriber that its caller stopped waiting.
+type subscribeDeadline struct{}
 
 type subscriberReady struct {
 	pid   *actor.PID
@@ -138,9 +146,9 @@ func newSubscriber(rt *runtime, m *spawnSubscriber) (actor.Producer, *subState) 
 	topics := append([]string{}, m.req.Topics...)
 	st.topics.Store(&topics)
 	ob := &outbox{rt: rt, state: st, sink: m.req.Sink}
-	replyTo := m.replyTo
+	replyTo, deadline := m.replyTo, m.deadline
 	return func() actor.Actor {
-		a := &subscriberActor{outbox: ob, rt: rt, seconds: int64(m.req.Snapshot / time.Second), replyTo: replyTo}
+		a := &subscriberActor{outbox: ob, rt: rt, seconds: int64(m.req.Snapshot / time.Second), replyTo: replyTo, deadline: deadline}
 		replyTo = nil // a restarted subscriber re-subscribes without a snapshot or a reply
 		return a
 	}, st
@@ -178,6 +186,16 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 		s.state.topics.Store(&keep)
 		m.Subscriber = ctx.Self()
 		ctx.Forward(s.rt.router) // the router answers the caller
+	case *subscribeDeadline:
+		if s.replyTo != nil {
+			// Never acknowledged: the caller got an error, so nobody holds
+			// this subscription. Stopping also takes it out of the router's
+			// table, should the ack be merely late.
+			s.rt.faults.add("subscriber:not_acknowledged", "subscription", s.state.name)
+			s.replyTo = nil
+			s.discard.Store(true)
+			ctx.Stop(ctx.Self())
+		}
 	case *closeSubscription:
 		s.discard.Store(true)
 		ctx.Respond(&subscriptionClosed{})
@@ -191,6 +209,9 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 		seconds := s.seconds
 		if s.replyTo == nil {
 			seconds = 0
+		} else if !s.deadline.IsZero() {
+			self, root := ctx.Self(), s.rt.system.Root
+			time.AfterFunc(time.Until(s.deadline), func() { root.Send(self, &subscribeDeadline{}) })
 		}
 		ctx.Request(s.rt.router, &messages.Subscribe{Topics: *s.state.topics.Load(), Subscriber: ctx.Self(), SnapshotSeconds: seconds})
 	case *actor.Stopping:

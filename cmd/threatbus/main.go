@@ -200,7 +200,7 @@ func runBus(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	}
 	var adm *admin.Server
 	if cfg.Admin.Listen != "" {
-		if adm, err = admin.Start(cfg.Admin.Listen, d, log.With("component", "admin")); err != nil {
+		if adm, err = admin.Start(cfg.Admin, d, log.With("component", "admin")); err != nil {
 			log.Error("threatbus failed to start", "error", err)
 			_ = d.Stop(context.Background())
 			return exitFail

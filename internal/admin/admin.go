@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/threatbus/threatbus/actors"
+	"github.com/threatbus/threatbus/internal/config"
 )
 
 // Server is a running admin server.
@@ -29,11 +31,11 @@ type Server struct {
 	log *slog.Logger
 }
 
-// Start listens on addr and serves in the background.
-func Start(addr string, d *actors.Daemon, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Start listens on cfg.Listen and serves in the background.
+func Start(cfg config.Admin, d *actors.Daemon, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("admin: listen %s: %w", addr, err)
+		return nil, fmt.Errorf("admin: listen %s: %w", cfg.Listen, err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -58,6 +60,13 @@ func Start(addr string, d *actors.Daemon, log *slog.Logger) (*Server, error) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
+	if cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("POST /debug/crash/{plugin}", func(w http.ResponseWriter, r *http.Request) {
 		err := d.Crash(r.PathValue("plugin"))
 		switch {

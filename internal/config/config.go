@@ -71,6 +71,8 @@ type Supervision struct {
 type Admin struct {
 	// Listen is host:port; "" turns the server off.
 	Listen string `toml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/.
+	Pprof bool `toml:"pprof"`
 }
 
 // Chaos configures fault injection. Everything here is refused unless
