@@ -36,6 +36,10 @@ type subState struct {
 	dequeued   atomic.Uint64
 	dropped    [4]atomic.Uint64 // indexed like dropReasons
 	snapshotID atomic.Pointer[string]
+	// acked: the Subscribe call got its answer. A subscription whose caller
+	// gave up first is stopped at its deadline, whichever incarnation of
+	// the actor is running then.
+	acked atomic.Bool
 }
 
 func (s *subState) drop(reason string, n uint64) {
@@ -169,6 +173,7 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 		if s.replyTo != nil {
 			ctx.Send(s.replyTo, &subscriberReady{pid: ctx.Self(), state: s.state})
 			s.replyTo = nil
+			s.state.acked.Store(true)
 		}
 	case *messages.Unsubscribe:
 		remove := map[string]bool{}
@@ -187,7 +192,7 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 		m.Subscriber = ctx.Self()
 		ctx.Forward(s.rt.router) // the router answers the caller
 	case *subscribeDeadline:
-		if s.replyTo != nil {
+		if !s.state.acked.Load() {
 			// Never acknowledged: the caller got an error, so nobody holds
 			// this subscription. Stopping also takes it out of the router's
 			// table, should the ack be merely late.
