@@ -29,9 +29,7 @@ func BenchmarkCrossMember(b *testing.B) {
 			}
 			waitFormed(b, 40*time.Second, ps...)
 			count := func(p *proc) int {
-				if _, err := fmt.Fprintln(p.stdin, "#"); err != nil {
-					b.Fatal(err)
-				}
+				p.Send(b, "#")
 				select {
 				case s := <-p.count:
 					n, _ := strconv.Atoi(s)
@@ -43,9 +41,7 @@ func BenchmarkCrossMember(b *testing.B) {
 			}
 			b.ResetTimer()
 			start := time.Now()
-			if _, err := fmt.Fprintf(ps[0].stdin, "!flood %d\n", b.N); err != nil {
-				b.Fatal(err)
-			}
+			ps[0].Send(b, fmt.Sprintf("!flood %d", b.N))
 			deadline := time.Now().Add(2 * time.Minute)
 			for _, p := range ps[1:] {
 				for count(p) < b.N {

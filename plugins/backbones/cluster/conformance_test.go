@@ -18,6 +18,7 @@ import (
 	"github.com/threatbus/threatbus/plugins"
 	"github.com/threatbus/threatbus/plugins/backbones/cluster"
 	"github.com/threatbus/threatbus/tests/backbonetest"
+	"github.com/threatbus/threatbus/tests/proctest"
 )
 
 // parseBackbone decodes a config document through the real loader and
@@ -133,7 +134,7 @@ func TestConformance(t *testing.T) {
 			cmd.Env = append(os.Environ(), envScenario+"="+sc.name, envConf+"="+conf)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
-				t.Fatalf("scenario process: %v\n%s", err, tail(string(out), 8000))
+				t.Fatalf("scenario process: %v\n%s", err, proctest.Tail(string(out), 8000))
 			}
 			var n int
 			for _, line := range strings.Split(string(out), "\n") {
@@ -142,7 +143,7 @@ func TestConformance(t *testing.T) {
 				}
 			}
 			if n == 0 || !strings.Contains(string(out), "--- PASS: TestConformance") {
-				t.Fatalf("scenario process did not pass or published nothing:\n%s", tail(string(out), 8000))
+				t.Fatalf("scenario process did not pass or published nothing:\n%s", proctest.Tail(string(out), 8000))
 			}
 			total += n
 		})

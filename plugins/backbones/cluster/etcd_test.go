@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/threatbus/threatbus/tests/bustest"
+	"github.com/threatbus/threatbus/tests/proctest"
 )
 
 // startEtcd runs Debian's etcd (etcd-server) on free loopback ports with a
@@ -43,7 +44,7 @@ func startEtcd(t *testing.T) string {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		<-exited
 		if t.Failed() {
-			t.Logf("etcd log:\n%s", tail(log.String(), 4000))
+			t.Logf("etcd log:\n%s", proctest.Tail(log.String(), 4000))
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)

@@ -56,7 +56,7 @@ func TestKillUnderLoad(t *testing.T) {
 		}()
 	}
 	<-killed
-	c.kill(t)
+	c.Kill(t)
 	wg.Wait()
 	waitReceived(t, 2*per, a, b)
 	checkExactlyOnce(t, a, want)
@@ -105,9 +105,7 @@ func TestPauseRejoin(t *testing.T) {
 	waitReceived(t, len(want), ps...)
 	before, _ := c.tryStatus(5 * time.Second)
 
-	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	c.Signal(t, syscall.SIGSTOP)
 	for _, p := range []*proc{a, b} {
 		eventually(t, 30*time.Second, p.name+" to evict the paused member", func() bool {
 			st, ok := p.tryStatus(5 * time.Second)
@@ -116,9 +114,7 @@ func TestPauseRejoin(t *testing.T) {
 	}
 	// Published while c is out: a and b get these, c does not.
 	during := publishRound(t, []*proc{a, b}, 20, 0, 10)
-	if err := c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	c.Signal(t, syscall.SIGCONT)
 	waitFormed(t, 60*time.Second, a, b, c)
 	after, _ := c.tryStatus(5 * time.Second)
 	if after.Rejoins < 1 || after.Member == before.Member {
@@ -179,9 +175,7 @@ func TestRestartInProcess(t *testing.T) {
 	for round := 0; round < 2; round++ {
 		st, _ := a.tryStatus(5 * time.Second)
 		ids[st.Member] = true
-		if _, err := fmt.Fprintln(a.stdin, "!crash"); err != nil {
-			t.Fatal(err)
-		}
+		a.Send(t, "!crash")
 		eventually(t, 30*time.Second, "the backbone to restart under a new id", func() bool {
 			st, ok := a.tryStatus(5 * time.Second)
 			return ok && st.Member != "" && !ids[st.Member]
@@ -200,7 +194,7 @@ func TestRestartInProcess(t *testing.T) {
 	if len(leaks) > 0 {
 		t.Errorf("goroutines of the cluster package left after the stop:\n%s", strings.Join(leaks, "\n\n"))
 	}
-	if !strings.Contains(a.log.String(), "fault injection: crashing") {
+	if !strings.Contains(a.Log.String(), "fault injection: crashing") {
 		t.Errorf("no crash was injected")
 	}
 }

@@ -1,23 +1,19 @@
 package cluster_test
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/threatbus/threatbus/plugins/backbones/cluster"
 	"github.com/threatbus/threatbus/tests/bustest"
+	"github.com/threatbus/threatbus/tests/proctest"
 )
 
 // Test timing: fast membership, so that the tests take seconds.
@@ -27,36 +23,9 @@ ping_interval = "200ms"
 rejoin_after = "5s"
 `
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-	buildOut  []byte
-)
-
-// testBus builds internal/testbus once per test binary.
-func testBus(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "clustertestbus")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "testbus")
-		buildOut, buildErr = exec.Command("go", "build", "-o", buildBin, "./internal/testbus").CombinedOutput()
-	})
-	if buildErr != nil {
-		t.Fatalf("go build ./internal/testbus: %v\n%s", buildErr, buildOut)
-	}
-	return buildBin
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildBin != "" {
-		os.RemoveAll(filepath.Dir(buildBin))
-	}
+	proctest.Cleanup()
 	os.Exit(code)
 }
 
@@ -153,121 +122,63 @@ type recv struct {
 
 // proc is a bus running as its own process (internal/testbus).
 type proc struct {
-	name  string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	log   *bustest.SyncBuffer
+	*proctest.Proc
+	name string
 
 	mu     sync.Mutex
 	got    []recv
 	snaps  [][]byte // SNAP lines: the snapshot subscription's deliveries
 	asked  int      // ASKED lines: snapshot requests this member's snapper answered
-	ready  chan struct{}
 	status chan string
 	count  chan string
-	stats  chan string
-	done   chan struct{}
 }
 
 // startProc starts testbus with conf; prefix (e.g. ip netns exec NS) is
 // prepended to the command line.
 func startProc(t testing.TB, name, conf string, env []string, prefix ...string) *proc {
 	t.Helper()
-	bin := testBus(t)
-	path := filepath.Join(t.TempDir(), name+".toml")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := append(append([]string{}, prefix...), bin, path)
-	p := &proc{name: name, cmd: exec.Command(args[0], args[1:]...), log: &bustest.SyncBuffer{},
-		ready: make(chan struct{}), status: make(chan string, 1), count: make(chan string, 1), stats: make(chan string, 1), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stderr = p.log
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go p.read(stdout)
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGCONT)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s log (last 6000 bytes):\n%s", name, tail(p.log.String(), 6000))
-		}
-	})
-	select {
-	case <-p.ready:
-	case <-p.done:
-		t.Fatalf("%s exited:\n%s", name, p.log.String())
-	case <-time.After(40 * time.Second):
-		t.Fatalf("%s did not start:\n%s", name, p.log.String())
-	}
+	p := &proc{name: name, status: make(chan string, 1), count: make(chan string, 1)}
+	p.Proc = proctest.Start(t, name, proctest.Build(t, "./internal/testbus"), conf, proctest.Options{Env: env, Prefix: prefix}, p.handle)
 	return p
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-func (p *proc) read(r io.Reader) {
-	defer close(p.done)
-	lines := bufio.NewScanner(r)
-	lines.Buffer(make([]byte, 1<<20), 1<<24)
-	for lines.Scan() {
-		kind, rest, _ := strings.Cut(lines.Text(), " ")
-		switch kind {
-		case "READY":
-			close(p.ready)
-		case "RECV":
-			f := strings.SplitN(rest, " ", 3)
-			if len(f) != 3 {
-				continue
-			}
-			payload, _ := base64.StdEncoding.DecodeString(f[2])
-			p.mu.Lock()
-			p.got = append(p.got, recv{topic: f[0], id: f[1], payload: payload})
-			p.mu.Unlock()
-		case "SNAP":
-			payload, _ := base64.StdEncoding.DecodeString(rest)
-			p.mu.Lock()
-			p.snaps = append(p.snaps, payload)
-			p.mu.Unlock()
-		case "ASKED":
-			p.mu.Lock()
-			p.asked++
-			p.mu.Unlock()
-		case "STATUS":
-			p.status <- rest
-		case "COUNT":
-			p.count <- rest
-		case "STATS":
-			p.stats <- rest
+// handle takes one line of the process's protocol (see internal/testbus).
+func (p *proc) handle(kind, rest string) {
+	switch kind {
+	case "RECV":
+		f := strings.SplitN(rest, " ", 3)
+		if len(f) != 3 {
+			return
 		}
+		payload, _ := base64.StdEncoding.DecodeString(f[2])
+		p.mu.Lock()
+		p.got = append(p.got, recv{topic: f[0], id: f[1], payload: payload})
+		p.mu.Unlock()
+	case "SNAP":
+		payload, _ := base64.StdEncoding.DecodeString(rest)
+		p.mu.Lock()
+		p.snaps = append(p.snaps, payload)
+		p.mu.Unlock()
+	case "ASKED":
+		p.mu.Lock()
+		p.asked++
+		p.mu.Unlock()
+	case "STATUS":
+		p.status <- rest
+	case "COUNT":
+		p.count <- rest
 	}
-	_ = p.cmd.Wait()
 }
 
 func (p *proc) publish(t testing.TB, payload []byte) {
 	t.Helper()
-	if _, err := fmt.Fprintln(p.stdin, base64.StdEncoding.EncodeToString(payload)); err != nil {
-		t.Fatalf("%s: %v", p.name, err)
-	}
+	p.Send(t, base64.StdEncoding.EncodeToString(payload))
 }
 
 // tryStatus asks for the backbone's Status; ok is false when the process
 // does not answer in time (it may be stopped).
 func (p *proc) tryStatus(wait time.Duration) (st cluster.Status, ok bool) {
-	if _, err := fmt.Fprintln(p.stdin, "?"); err != nil {
+	if !p.TrySend("?") {
 		return st, false
 	}
 	select {
@@ -293,43 +204,10 @@ func (p *proc) received() int {
 	return len(p.got)
 }
 
-// kill sends SIGKILL and waits for the process to go.
-func (p *proc) kill(t testing.TB) {
-	t.Helper()
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s did not die", p.name)
-	}
-}
-
 // stop sends SIGTERM and returns the final STATS.
 func (p *proc) stop(t testing.TB) map[string]json.RawMessage {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(40 * time.Second):
-		t.Fatalf("%s did not stop", p.name)
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("%s exited with %d:\n%s", p.name, code, tail(p.log.String(), 6000))
-	}
-	var st map[string]json.RawMessage
-	select {
-	case s := <-p.stats:
-		if err := json.Unmarshal([]byte(s), &st); err != nil {
-			t.Fatal(err)
-		}
-	default:
-		t.Fatalf("%s printed no stats", p.name)
-	}
-	return st
+	return p.Stop(t, 40*time.Second)
 }
 
 // eventually polls cond until it holds or d passes.

@@ -104,9 +104,7 @@ func TestSnapshotAnsweredOnce(t *testing.T) {
 		ps[i] = startProc(t, fmt.Sprintf("member-%d", i), automanagedConf(name, n, nodes)+"\n[apps.snapper]\n", nil)
 	}
 	waitFormed(t, 40*time.Second, ps...)
-	if _, err := fmt.Fprintln(ps[0].stdin, "!snapshot"); err != nil {
-		t.Fatal(err)
-	}
+	ps[0].Send(t, "!snapshot")
 	snaps := func() [][]byte {
 		ps[0].mu.Lock()
 		defer ps[0].mu.Unlock()

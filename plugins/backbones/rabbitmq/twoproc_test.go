@@ -1,56 +1,41 @@
 package rabbitmq_test
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/threatbus/threatbus/messages"
 	"github.com/threatbus/threatbus/plugins/backbones/rabbitmq"
 	"github.com/threatbus/threatbus/tests/bustest"
+	"github.com/threatbus/threatbus/tests/proctest"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	proctest.Cleanup()
+	os.Exit(code)
+}
 
 // busProcess is a bus running as its own process (internal/testbus).
 type busProcess struct {
-	name  string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	log   *bustest.SyncBuffer
+	*proctest.Proc
+	name string
 
 	mu    sync.Mutex
 	recv  map[string]int // payload → times received
 	topic map[string]string
 	n     int
-	ready chan struct{}
-	stats chan string
-	done  chan struct{}
 }
 
-// buildTestBus builds internal/testbus once per test.
-func buildTestBus(t *testing.T) string {
+func startBusProcess(t *testing.T, name string, n names) *busProcess {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "testbus")
-	cmd := exec.Command("go", "build", "-o", bin, "./internal/testbus")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./internal/testbus: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func startBusProcess(t *testing.T, bin, name string, n names) *busProcess {
-	t.Helper()
-	conf := filepath.Join(t.TempDir(), name+".toml")
-	doc := fmt.Sprintf(`[bus]
+	conf := fmt.Sprintf(`[bus]
 drain_timeout = "10s"
 
 [backbones.rabbitmq]
@@ -64,69 +49,25 @@ name_suffix = %q
 
 [apps.lines]
 `, brokerURL(), n.exchange, n.suffix)
-	if err := os.WriteFile(conf, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &busProcess{name: name, cmd: exec.Command(bin, conf), log: &bustest.SyncBuffer{},
-		recv: map[string]int{}, topic: map[string]string{}, ready: make(chan struct{}), stats: make(chan string, 1), done: make(chan struct{})}
-	p.cmd.Stderr = p.log
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go p.read(stdout)
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, p.log.String())
+	p := &busProcess{name: name, recv: map[string]int{}, topic: map[string]string{}}
+	p.Proc = proctest.Start(t, name, proctest.Build(t, "./internal/testbus"), conf, proctest.Options{}, func(kind, rest string) {
+		if kind != "RECV" {
+			return
 		}
+		topic, b64, _ := strings.Cut(rest, " ")
+		payload, _ := base64.StdEncoding.DecodeString(b64)
+		p.mu.Lock()
+		p.recv[string(payload)]++
+		p.topic[string(payload)] = topic
+		p.n++
+		p.mu.Unlock()
 	})
-	select {
-	case <-p.ready:
-	case <-p.done:
-		t.Fatalf("%s exited:\n%s", name, p.log.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not start:\n%s", name, p.log.String())
-	}
 	return p
-}
-
-func (p *busProcess) read(r io.Reader) {
-	defer close(p.done)
-	lines := bufio.NewScanner(r)
-	lines.Buffer(make([]byte, 1<<20), 1<<24)
-	for lines.Scan() {
-		kind, rest, _ := strings.Cut(lines.Text(), " ")
-		switch kind {
-		case "READY":
-			close(p.ready)
-		case "RECV":
-			topic, b64, _ := strings.Cut(rest, " ")
-			payload, _ := base64.StdEncoding.DecodeString(b64)
-			p.mu.Lock()
-			p.recv[string(payload)]++
-			p.topic[string(payload)] = topic
-			p.n++
-			p.mu.Unlock()
-		case "STATS":
-			p.stats <- rest
-		}
-	}
-	_ = p.cmd.Wait()
 }
 
 func (p *busProcess) publish(t *testing.T, payload []byte) {
 	t.Helper()
-	if _, err := fmt.Fprintln(p.stdin, base64.StdEncoding.EncodeToString(payload)); err != nil {
-		t.Fatalf("%s: %v", p.name, err)
-	}
+	p.Send(t, base64.StdEncoding.EncodeToString(payload))
 }
 
 func (p *busProcess) received() int {
@@ -135,44 +76,17 @@ func (p *busProcess) received() int {
 	return p.n
 }
 
-// stop sends SIGTERM and returns the process's final counters.
-func (p *busProcess) stop(t *testing.T) map[string]json.RawMessage {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not stop", p.name)
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("%s exited with %d:\n%s", p.name, code, p.log.String())
-	}
-	var st map[string]json.RawMessage
-	select {
-	case s := <-p.stats:
-		if err := json.Unmarshal([]byte(s), &st); err != nil {
-			t.Fatal(err)
-		}
-	default:
-		t.Fatalf("%s printed no stats", p.name)
-	}
-	return st
-}
-
 // TestTwoProcesses: two buses, separate processes with the real config
 // loader and actor tree, on one exchange with their own queues. A message
 // published into either reaches the subscribers of both, once.
 func TestTwoProcesses(t *testing.T) {
 	broker(t)
-	bin := buildTestBus(t)
 	shared := newNames(t)
 	na := names{exchange: shared.exchange, suffix: shared.suffix + "-a"}
 	nb := names{exchange: shared.exchange, suffix: shared.suffix + "-b"}
 	t.Cleanup(func() { shared.remove(broker(t), na.queue(), nb.queue()) })
-	a := startBusProcess(t, bin, "bus-a", na)
-	b := startBusProcess(t, bin, "bus-b", nb)
+	a := startBusProcess(t, "bus-a", na)
+	b := startBusProcess(t, "bus-b", nb)
 	// Both queues bound and consumed before anything is published.
 	for _, q := range []string{na.queue(), nb.queue()} {
 		eventually(t, 15*time.Second, q+" to have its consumer", func() bool {
@@ -210,7 +124,7 @@ func TestTwoProcesses(t *testing.T) {
 		p.mu.Unlock()
 	}
 	for _, p := range []*busProcess{a, b} {
-		st := p.stop(t)
+		st := p.Stop(t, 30*time.Second)
 		var bb rabbitmq.Stats
 		if err := json.Unmarshal(st["backbone"], &bb); err != nil {
 			t.Fatal(err)
