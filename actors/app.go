@@ -104,10 +104,13 @@ func (a *appActor) stop() {
 		return
 	}
 	a.cancel()
+	ctx, cancel := a.rt.drainContext()
+	defer cancel()
+	start := time.Now()
 	select {
 	case <-a.done:
-	case <-time.After(a.rt.cfg.Bus.DrainTimeout.D()):
-		a.rt.log.Error("app did not return from Run after cancellation; abandoning it", "app", a.name, "waited", a.rt.cfg.Bus.DrainTimeout.D())
+	case <-ctx.Done():
+		a.rt.log.Error("app did not return from Run after cancellation; abandoning it", "app", a.name, "waited", time.Since(start).Round(time.Millisecond))
 	}
 	a.cancel = nil
 }

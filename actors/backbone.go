@@ -37,7 +37,7 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 		// (through deliver, into the router's mailbox) before the router
 		// hears that the backbone is flushed.
 		if f, ok := b.plugin.(plugins.Flusher); ok {
-			fctx, cancel := context.WithTimeout(context.Background(), b.rt.cfg.Bus.DrainTimeout.D())
+			fctx, cancel := b.rt.drainContext()
 			if err := f.Flush(fctx); err != nil {
 				b.rt.log.Warn("backbone did not flush in time; what it still holds may be dropped at shutdown", "backbone", b.rt.cfg.Backbone.Name, "error", err)
 			}
@@ -77,7 +77,7 @@ func (b *backboneActor) stop() {
 	}
 	b.cancel()
 	b.cancel = nil
-	ctx, cancel := context.WithTimeout(context.Background(), b.rt.cfg.Bus.DrainTimeout.D())
+	ctx, cancel := b.rt.drainContext()
 	defer cancel()
 	if err := b.plugin.Stop(ctx); err != nil {
 		b.rt.log.Warn("backbone did not stop cleanly", "backbone", b.rt.cfg.Backbone.Name, "error", err)

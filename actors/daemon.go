@@ -164,6 +164,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 }
 
 func (d *Daemon) stop(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok {
+		d.rt.stopBy.Store(dl.UnixNano())
+	}
 	d.rt.stopping.Store(true)
 	close(d.stopChaos)
 	d.chaosDone.Wait()

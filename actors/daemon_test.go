@@ -709,3 +709,34 @@ func TestUnacknowledgedSubscriberStops(t *testing.T) {
 		t.Fatalf("not_acknowledged counted %d times", n)
 	}
 }
+
+// stuckBackbone is inmem whose Flush and Stop wait until their context
+// ends: a broker that is down with messages buffered.
+type stuckBackbone struct{ inmem.Backbone }
+
+func (*stuckBackbone) Flush(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+func (b *stuckBackbone) Stop(ctx context.Context) error {
+	_ = b.Backbone.Stop(ctx)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestStopKeepsItsDeadline: the drain and the plugins' Stop share the
+// deadline of the daemon's Stop instead of getting drain_timeout each.
+func TestStopKeepsItsDeadline(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.Backbone = config.Instance{Kind: plugins.KindBackbone, Name: "stuck", Plugin: &stuckBackbone{}}
+	cfg.Admin.Listen = ""
+	cfg.Bus.DrainTimeout = config.Duration(time.Second)
+	d, err := actors.Start(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_ = d.Stop(ctx) // reports the drain that did not finish
+	if took := time.Since(start); took > 1800*time.Millisecond {
+		t.Fatalf("Stop with a 1s deadline took %s", took)
+	}
+}

@@ -51,6 +51,9 @@ type runtime struct {
 	// stopping is set when the daemon starts to stop: a restart that was
 	// waiting out its backoff is not carried out any more.
 	stopping atomic.Bool
+	// stopBy is the deadline of the daemon's Stop (Unix nanoseconds; 0:
+	// none): the drain and the plugins' Stop share it.
+	stopBy atomic.Int64
 
 	router, apps, bus *actor.PID
 	// appsUp is closed once the apps actor has started (and spawned the apps).
@@ -86,6 +89,16 @@ func topicIndex(topic string) int {
 // logged once per actor and type, never a crash.
 func (rt *runtime) unexpected(who string, msg any) {
 	rt.faults.add(fmt.Sprintf("unexpected_message:%s:%T", who, msg), "actor", who)
+}
+
+// drainContext bounds one step of a stop: drain_timeout, and no later than
+// the deadline of the daemon's Stop, so that the steps together keep it.
+func (rt *runtime) drainContext() (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(rt.cfg.Bus.DrainTimeout.D())
+	if by := rt.stopBy.Load(); by != 0 && by < deadline.UnixNano() {
+		deadline = time.Unix(0, by)
+	}
+	return context.WithDeadline(context.Background(), deadline)
 }
 
 // requestTimeout is the time a request from outside the actors may take:

@@ -171,6 +171,11 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 			s.state.snapshotID.Store(&id)
 		}
 		if s.replyTo != nil {
+			if !s.deadline.IsZero() && !time.Now().Before(s.deadline) {
+				// Too late: the caller has stopped waiting.
+				s.giveUp(ctx)
+				return
+			}
 			ctx.Send(s.replyTo, &subscriberReady{pid: ctx.Self(), state: s.state})
 			s.replyTo = nil
 			s.state.acked.Store(true)
@@ -193,13 +198,7 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 		ctx.Forward(s.rt.router) // the router answers the caller
 	case *subscribeDeadline:
 		if !s.state.acked.Load() {
-			// Never acknowledged: the caller got an error, so nobody holds
-			// this subscription. Stopping also takes it out of the router's
-			// table, should the ack be merely late.
-			s.rt.faults.add("subscriber:not_acknowledged", "subscription", s.state.name)
-			s.replyTo = nil
-			s.discard.Store(true)
-			ctx.Stop(ctx.Self())
+			s.giveUp(ctx)
 		}
 	case *closeSubscription:
 		s.discard.Store(true)
@@ -227,6 +226,16 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 	default:
 		s.rt.unexpected("subscriber", m)
 	}
+}
+
+// giveUp stops a subscription whose Subscribe call got no answer in time:
+// the caller got an error, so nobody holds it. Stopping also takes it out of
+// the router's table, should the router's ack be merely late.
+func (s *subscriberActor) giveUp(ctx actor.Context) {
+	s.rt.faults.add("subscriber:not_acknowledged", "subscription", s.state.name)
+	s.replyTo = nil
+	s.discard.Store(true)
+	ctx.Stop(ctx.Self())
 }
 
 // enqueue adds to the outbox, dropping the oldest entry when it is full.
@@ -329,9 +338,11 @@ func (s *outbox) stopWriter() {
 		s.cancel()
 	}
 	s.q.close()
+	ctx, cancel := s.rt.drainContext()
+	defer cancel()
 	select {
 	case <-s.done:
-	case <-time.After(s.rt.cfg.Bus.DrainTimeout.D()):
+	case <-ctx.Done():
 		s.cancel()
 		<-s.done
 	}

@@ -57,6 +57,7 @@ func (s pluginStrategy) HandleFailure(system *actor.ActorSystem, supervisor acto
 		if isApp && s.rt.stopping.Load() {
 			// The stop ends the app anyway. The backbone and subscribers
 			// are restarted even now: the drain passes through them.
+			s.rt.plugins.set(name, stateStopping)
 			return
 		}
 		supervisor.RestartChildren(child)
