@@ -22,7 +22,7 @@ import (
 // each hands a request to its own apps, and buses configured alike answer
 // alike. The requester therefore delivers each distinct body of a snapshot
 // once: a body repeated byte for byte is another bus's copy of an answer
-// already delivered, and is counted as snapshot:duplicate_answer.
+// already delivered, and is counted as deduplicated at "snapshot".
 type busActor struct {
 	rt         *runtime
 	snapshots  map[string]*pendingSnapshot
@@ -34,8 +34,9 @@ type busActor struct {
 type pendingSnapshot struct {
 	subscriber *actor.PID
 	expires    time.Time
-	// seen holds a hash of every body delivered for this snapshot: 8 bytes
-	// per object, for as long as the snapshot is in flight.
+	// seen holds a hash of every body delivered for this snapshot (a map
+	// entry of a few tens of bytes per object), for as long as the
+	// snapshot is in flight.
 	seen map[uint64]struct{}
 }
 
@@ -161,7 +162,7 @@ func (b *busActor) onEnvelope(ctx actor.Context, env *messages.Envelope) {
 	}
 	h := maphash.Bytes(b.seed, e.Body)
 	if _, dup := p.seen[h]; dup {
-		b.rt.faults.add("snapshot:duplicate_answer", "snapshot", e.SnapshotID, "origin", env.Origin)
+		b.rt.dedups.add("snapshot")
 		return
 	}
 	p.seen[h] = struct{}{}

@@ -76,6 +76,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		faults:  newTally(log, "bad input or unexpected message ignored"),
 		drops:   newTally(log, "message dropped"),
 		panics:  newTally(nil, ""),
+		dedups:  newTally(nil, ""),
 		plugins: newPluginTable(),
 		appsUp:  make(chan struct{}),
 		router:  system.NewLocalPID(routerID),
@@ -242,13 +243,15 @@ type Stats struct {
 	Drops map[string]uint64
 	// Panics counts recovered panics, by actor.
 	Panics map[string]uint64
+	// Deduplicated counts copies removed, by where: "router", "snapshot".
+	Deduplicated map[string]uint64
 	// Restarts counts supervisor decisions, by actor id.
 	Restarts map[string]uint64
 }
 
 // Stats returns the current counters.
 func (d *Daemon) Stats() Stats {
-	return Stats{Faults: d.rt.faults.snapshot(), Drops: d.rt.drops.snapshot(), Panics: d.rt.panics.snapshot(), Restarts: d.restarts.snapshot()}
+	return Stats{Faults: d.rt.faults.snapshot(), Drops: d.rt.drops.snapshot(), Panics: d.rt.panics.snapshot(), Deduplicated: d.rt.dedups.snapshot(), Restarts: d.restarts.snapshot()}
 }
 
 // minLevel drops records below min: protoactor logs routine events at INFO.

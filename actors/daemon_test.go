@@ -497,7 +497,7 @@ func TestSnapshotAnswersDeduplicated(t *testing.T) {
 	}
 	rec.WaitLen(t, 2)
 	bustest.Eventually(t, "both copies counted", func() bool {
-		return b.Daemon.Stats().Faults["snapshot:duplicate_answer"] == 2
+		return b.Daemon.Stats().Deduplicated["snapshot"] == 2
 	})
 	rec.Quiet(t, 2, 100*time.Millisecond)
 	if rec.Count(same) != 1 || rec.Count(other) != 1 {

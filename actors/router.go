@@ -65,7 +65,7 @@ func (r *routerActor) Receive(ctx actor.Context) {
 			return
 		}
 		if r.dedup.add(env.Id) {
-			r.rt.faults.add("router:duplicate_delivery", "id", env.Id)
+			r.rt.dedups.add("router")
 			return
 		}
 		pids := r.table.match(env.Topic)

@@ -39,6 +39,10 @@ type runtime struct {
 	drops *tally
 	// panics counts recovered panics, by actor.
 	panics *tally
+	// dedups counts copies removed on purpose, by where: "router" (a
+	// transport's redelivery), "snapshot" (another bus's answer). Normal
+	// operation, not faults.
+	dedups *tally
 	// handles are the apps' plugins.Bus, in config order.
 	handles []*busHandle
 	// plugins records each plugin's lifecycle.

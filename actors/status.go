@@ -28,6 +28,10 @@ type Status struct {
 	Drops map[string]uint64 `json:"drops"`
 	// Rejected counts bad input and unexpected messages, by cause.
 	Rejected map[string]uint64 `json:"rejected"`
+	// Deduplicated counts copies removed on purpose, by where: "router"
+	// (redeliveries of a transport), "snapshot" (answers other buses gave
+	// too).
+	Deduplicated map[string]uint64 `json:"deduplicated"`
 	// Restarts counts supervisor decisions, by actor and directive.
 	Restarts          []Restarts `json:"restarts"`
 	SnapshotRequests  uint64     `json:"snapshot_requests"`
@@ -59,6 +63,7 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 		Routed:           map[string]uint64{},
 		Drops:            d.rt.drops.snapshot(),
 		Rejected:         d.rt.faults.snapshot(),
+		Deduplicated:     d.rt.dedups.snapshot(),
 		SnapshotRequests: d.rt.snapshotRequests.Load(),
 	}
 	st.Ready = true

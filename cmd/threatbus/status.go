@@ -86,8 +86,8 @@ func printStatus(w io.Writer, st actors.Status) {
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "\ndropped: %s\nrejected: %s\nsnapshots: %d requested, %d in flight\n",
-		counts(st.Drops), counts(st.Rejected), st.SnapshotRequests, st.SnapshotsInFlight)
+	fmt.Fprintf(w, "\ndropped: %s\nrejected: %s\ndeduplicated: %s\nsnapshots: %d requested, %d in flight\n",
+		counts(st.Drops), counts(st.Rejected), counts(st.Deduplicated), st.SnapshotRequests, st.SnapshotsInFlight)
 	if len(st.Restarts) > 0 {
 		fmt.Fprintln(w, "\nsupervisor decisions:")
 		for _, r := range st.Restarts {

@@ -28,6 +28,7 @@ var (
 	descRouted     = prometheus.NewDesc("threatbus_router_deliveries_total", "Deliveries the router made to subscribers.", []string{"topic"}, nil)
 	descDropped    = prometheus.NewDesc("threatbus_messages_dropped_total", "Accepted messages that were not delivered.", []string{"reason"}, nil)
 	descRejected   = prometheus.NewDesc("threatbus_messages_rejected_total", "Bad input and unexpected messages, ignored.", []string{"cause"}, nil)
+	descDedup      = prometheus.NewDesc("threatbus_messages_deduplicated_total", "Copies removed on purpose: transport redeliveries (router), other buses' snapshot answers (snapshot).", []string{"where"}, nil)
 	descSubs       = prometheus.NewDesc("threatbus_subscriptions", "Live subscriptions.", []string{"app"}, nil)
 	descOutbox     = prometheus.NewDesc("threatbus_subscription_outbox_messages", "Messages waiting in subscriptions' outboxes.", []string{"app"}, nil)
 	descRestarts   = prometheus.NewDesc("threatbus_actor_restarts_total", "Supervisor decisions on failed actors (restart, resume, stop).", []string{"actor", "directive"}, nil)
@@ -71,6 +72,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for cause, n := range st.Rejected {
 		counter(descRejected, n, cause)
+	}
+	for where, n := range st.Deduplicated {
+		counter(descDedup, n, where)
 	}
 	subs, queued := map[string]float64{}, map[string]float64{}
 	for _, p := range st.Plugins {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threatbus/threatbus/actors"
 	"github.com/threatbus/threatbus/plugins/backbones/cluster"
 	"github.com/threatbus/threatbus/tests/bustest"
 	"github.com/threatbus/threatbus/tests/proctest"
@@ -131,13 +132,14 @@ type proc struct {
 	asked  int      // ASKED lines: snapshot requests this member's snapper answered
 	status chan string
 	count  chan string
+	daemon chan string
 }
 
 // startProc starts testbus with conf; prefix (e.g. ip netns exec NS) is
 // prepended to the command line.
 func startProc(t testing.TB, name, conf string, env []string, prefix ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, status: make(chan string, 1), count: make(chan string, 1)}
+	p := &proc{name: name, status: make(chan string, 1), count: make(chan string, 1), daemon: make(chan string, 1)}
 	p.Proc = proctest.Start(t, name, proctest.Build(t, "./internal/testbus"), conf, proctest.Options{Env: env, Prefix: prefix}, p.handle)
 	return p
 }
@@ -167,6 +169,8 @@ func (p *proc) handle(kind, rest string) {
 		p.status <- rest
 	case "COUNT":
 		p.count <- rest
+	case "DAEMON":
+		p.daemon <- rest
 	}
 }
 
@@ -187,6 +191,20 @@ func (p *proc) tryStatus(wait time.Duration) (st cluster.Status, ok bool) {
 			return st, false
 		}
 		return st, true
+	case <-time.After(wait):
+		return st, false
+	}
+}
+
+// daemonStats asks for the daemon's counters; ok is false when the
+// process does not answer in time.
+func (p *proc) daemonStats(wait time.Duration) (st actors.Stats, ok bool) {
+	if !p.TrySend("%") {
+		return st, false
+	}
+	select {
+	case s := <-p.daemon:
+		return st, json.Unmarshal([]byte(s), &st) == nil
 	case <-time.After(wait):
 		return st, false
 	}

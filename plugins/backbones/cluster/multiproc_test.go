@@ -118,7 +118,11 @@ func TestSnapshotAnsweredOnce(t *testing.T) {
 		})
 	}
 	eventually(t, 30*time.Second, "five snapshot bodies", func() bool { return len(snaps()) >= 5 })
-	time.Sleep(time.Second) // the other members' copies would arrive by now
+	// Every member answered all five: the requester removed ten copies.
+	eventually(t, 30*time.Second, "the other members' ten copies to arrive and be removed", func() bool {
+		st, ok := ps[0].daemonStats(5 * time.Second)
+		return ok && st.Deduplicated["snapshot"] >= 10
+	})
 	count := map[string]int{}
 	for _, b := range snaps() {
 		count[string(b)]++

@@ -195,6 +195,7 @@ func (r *run) send(p *peer) {
 				}
 				if ack.Error != "" {
 					p.drop("refused", uint64(len(batch)))
+					r.b.drop("refused", uint64(len(batch)))
 					r.log().Warn("peer refused a forward", "peer", p.id, "address", p.address, "error", ack.Error, "messages", len(batch))
 				} else {
 					p.acked.Add(uint64(len(batch)))

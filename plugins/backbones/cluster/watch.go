@@ -80,6 +80,11 @@ func (r *run) watch(m *member) {
 			if t := time.Unix(0, p.lastAck.Load()); t.After(last) {
 				last = t
 			}
+			// A peer that appeared since has had no time to list this
+			// member yet: its clock starts when it appeared.
+			if p.since.After(last) {
+				last = p.since
+			}
 		}
 		if m.joinedAt.Load() != 0 && answered && time.Since(last) > s.rejoinAfter {
 			r.evicted(m, fmt.Sprintf("no peer has counted this member as a member for %s", time.Since(last).Round(time.Millisecond)))

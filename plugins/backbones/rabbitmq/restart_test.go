@@ -117,7 +117,7 @@ func underLoad(t *testing.T, b *rabbitmq.Backbone, burst int, interrupt func() i
 		}
 	}
 	st := b.Stats()
-	removed := bus.Daemon.Stats().Faults["router:duplicate_delivery"]
+	removed := bus.Daemon.Stats().Deduplicated["router"]
 	t.Logf("%d messages; %d connections broken; backbone: sent %d (resent %d), confirmed %d, delivered to the router %d (redelivered flag %d); router removed %d duplicates",
 		total, closes, st.Sent, st.Resent, st.Confirmed, st.Delivered, st.Redelivered, removed)
 	if closes < 4 || st.Disconnects < 4 {

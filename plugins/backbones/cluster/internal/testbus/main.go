@@ -8,7 +8,8 @@
 // [apps.lines]. The lines app subscribes to every topic and prints "READY",
 // then one line "RECV <topic> <envelope id> <base64 payload>" per delivery.
 // Each line on stdin is either a base64 payload to publish or "?", which
-// prints "STATUS <json>" with the backbone's Status, or "#", which prints
+// prints "STATUS <json>" with the backbone's Status, or "%", which prints
+// "DAEMON <json>" with the daemon's counters, or "#", which prints
 // "COUNT <n>", the number of deliveries so far, "!flood <n>", which
 // publishes n generated indicators and prints "FLOODED <n> <seconds>" (for
 // benchmarks), or "!crash", which crashes
@@ -124,6 +125,11 @@ func (*lines) Run(ctx context.Context, bus plugins.Bus) error {
 				if err := daemon.Crash(cfgName); err != nil {
 					bus.Logger().Error("crash", "error", err)
 				}
+				continue
+			}
+			if in.Text() == "%" {
+				j, _ := json.Marshal(daemon.Stats())
+				emit("DAEMON %s", j)
 				continue
 			}
 			if in.Text() == "?" {
