@@ -132,6 +132,9 @@ type run struct {
 	keeperWG sync.WaitGroup
 
 	received, faults atomic.Uint64
+	// resent counts envelopes of batches a peer sent again after this
+	// member had delivered them (the ack was lost or late).
+	resent atomic.Uint64
 }
 
 type rejoinReq struct {
@@ -457,6 +460,10 @@ type Status struct {
 	Received uint64 `json:"received"`
 	// Faults counts refused input from peers (bad envelopes, versions).
 	Faults uint64 `json:"faults"`
+	// Resent counts envelopes of batches a peer sent again after they were
+	// delivered here (a lost or late ack); they are acknowledged, not
+	// delivered twice.
+	Resent uint64 `json:"resent"`
 	// Dropped totals the peers' drops since the process started, by reason:
 	// "overflow" (a peer's queue was full), "peer_left" (queued for a member
 	// that left), "shutdown" (unacknowledged at the stop deadline),
@@ -504,7 +511,7 @@ func (b *Backbone) Status() Status {
 	if r == nil {
 		return st
 	}
-	st.Received, st.Faults = r.received.Load(), r.faults.Load()
+	st.Received, st.Faults, st.Resent = r.received.Load(), r.faults.Load(), r.resent.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st.State, st.Reason = r.state, r.reason
@@ -563,6 +570,7 @@ func (b *Backbone) Report() plugins.Report {
 	counter("rejoins_total", "Times this member found itself evicted and rejoined.", st.Rejoins, nil)
 	counter("received_total", "Envelopes other members forwarded to this one.", st.Received, nil)
 	counter("faults_total", "Refused input from other members.", st.Faults, nil)
+	counter("resent_received_total", "Envelopes of batches a peer sent again after they were delivered here.", st.Resent, nil)
 	for reason, n := range st.Dropped {
 		counter("dropped_total", "Forwards not delivered to a member, by reason.", n, map[string]string{"reason": reason})
 	}

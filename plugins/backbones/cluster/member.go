@@ -44,6 +44,10 @@ type member struct {
 	address  string
 	started  time.Time
 	joinedAt atomic.Int64 // unix nanos of the first topology that lists this member
+	// batches numbers the Forward batches this incarnation sends, to every
+	// peer: upwards per sender id, whichever peer object sends them, which
+	// is what the receivers' resend check relies on.
+	batches  atomic.Uint64
 	stopping chan struct{}
 	done     chan struct{} // the watcher has returned
 }

@@ -147,7 +147,6 @@ func (p *peer) drops() map[string]uint64 {
 // retry may cause.
 func (r *run) send(p *peer) {
 	defer close(p.stopped)
-	var batchSeq uint64
 	backoff := func(attempt int) bool {
 		d := time.Duration(attempt) * 50 * time.Millisecond
 		if d > time.Second {
@@ -180,8 +179,7 @@ func (r *run) send(p *peer) {
 			}
 			continue
 		}
-		batchSeq++
-		msg := &Forward{Version: WireVersion_WIRE_VERSION_1, From: m.id, Batch: batchSeq, Envelopes: batch}
+		msg := &Forward{Version: WireVersion_WIRE_VERSION_1, From: m.id, Batch: m.batches.Add(1), Envelopes: batch}
 		p.forwarded.Add(uint64(len(batch)))
 		for attempt := 1; ; attempt++ {
 			ack, err := m.forward(p, msg)

@@ -77,13 +77,16 @@ func (WireVersion) EnumDescriptor() ([]byte, []int) {
 // Forward carries envelopes published on one member to one other member.
 // The receiver delivers them locally, in order, and never forwards them
 // again. A Forward is retried until acknowledged, so a receiver may see it
-// twice: the router de-duplicates by envelope id.
+// twice: it delivers a batch numbered at or below the last it delivered
+// from the same sender only once (and the router de-duplicates by envelope
+// id besides).
 type Forward struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version WireVersion            `protobuf:"varint,1,opt,name=version,proto3,enum=threatbus.cluster.v1.WireVersion" json:"version,omitempty"`
 	// The sender's member id (its actor system id).
 	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
-	// Per sender and receiver, increasing; echoed in the ack.
+	// Increasing per sender (across all its receivers); a retry repeats it.
+	// Echoed in the ack.
 	Batch         uint64               `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
 	Envelopes     []*messages.Envelope `protobuf:"bytes,4,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
