@@ -2,7 +2,6 @@ package zmq
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -92,8 +91,7 @@ func decodeFrameSteps(frame []byte) (inboundMsg, *rejection) {
 
 // decodeFrameFast accepts the common frame, an indicator or sighting on a
 // stix2/ topic, in one pass over the payload: stix.Validate checks what
-// utf8.Valid, peek, the decoder in checkObject and checkTimestamps check
-// one after another. A valid JSON object whose strings are valid UTF-8 is
+// utf8.Valid, peek and checkObject check one after another. A valid JSON object whose strings are valid UTF-8 is
 // valid UTF-8 as a whole, so with the topic checked here it accepts exactly
 // what decodeFrame's step-by-step checks accept.
 func decodeFrameFast(frame []byte) (inboundMsg, bool) {
@@ -137,23 +135,23 @@ func decodeSTIX(payload []byte) (inboundMsg, *rejection) {
 }
 
 // checkObject validates an indicator or sighting; any other type is refused.
+// A fault of the object itself names its type as the cause; an object that
+// is valid but for the strict timestamp form the original's stix2 library
+// insisted on (Z, at most six fraction digits: Python's %f) is a timestamp
+// fault.
 func checkObject(typ string, b []byte) *rejection {
-	var stamps []string
+	cause := causeIndicator
 	switch typ {
 	case messages.TypeIndicator:
-		if _, err := stix.DecodeIndicator(b); err != nil {
-			return reject(causeIndicator, err)
-		}
-		stamps = indicatorTimestamps
 	case messages.TypeSighting:
-		if _, err := stix.DecodeSighting(b); err != nil {
-			return reject(causeSighting, err)
-		}
-		stamps = sightingTimestamps
+		cause = causeSighting
 	default:
 		return reject(causeUnsupportedType, fmt.Errorf("type %.64q: apps publish only indicators and sightings here", typ))
 	}
-	if err := checkTimestamps(b, stamps); err != nil {
+	if _, err := stix.Validate(b, 0); err != nil {
+		return reject(cause, err)
+	}
+	if _, err := stix.Validate(b, stix.StrictTimestamps); err != nil {
 		return reject(causeTimestamp, err)
 	}
 	return nil
@@ -176,146 +174,6 @@ func decodeEnvelope(payload []byte) (inboundMsg, *rejection) {
 		return inboundMsg{}, reject(causeEnvelope, fmt.Errorf("body: %w", rej))
 	}
 	return inboundMsg{payload: payload, typ: typ, snapshotID: env.SnapshotID}, nil
-}
-
-// The timestamp properties the original's stix2 library parsed, with a
-// format that takes only "Z" and at most six fraction digits (Python's %f).
-var (
-	indicatorTimestamps = []string{"created", "modified", "valid_from", "valid_until"}
-	sightingTimestamps  = []string{"created", "modified", "first_seen", "last_seen"}
-)
-
-// checkTimestamps holds the named top-level properties of b, a valid JSON
-// object whose timestamps already passed RFC 3339 validation, to the stricter
-// STIX form: UTC written as Z, and at most six fraction digits. It runs for
-// every published object, so it reads raw bytes and allocates only for
-// escaped keys or values.
-func checkTimestamps(b []byte, names []string) error {
-	return eachMember(b, func(key, val []byte) error {
-		name := rawString(key)
-		for _, n := range names {
-			if string(name) != n {
-				continue
-			}
-			s := rawString(val)
-			if len(s) < 20 {
-				return nil // not a string: the decoder judged it already
-			}
-			if last := s[len(s)-1]; last != 'Z' && last != 'z' {
-				return fmt.Errorf("%s %q: STIX timestamps end in Z, not a UTC offset", n, s)
-			}
-			if s[19] == '.' && len(s)-21 > 6 {
-				return fmt.Errorf("%s %q: more than six fraction digits", n, s)
-			}
-		}
-		return nil
-	})
-}
-
-// rawString returns the contents of a raw JSON string token, unescaped (a
-// copy) only when it has escapes; nil when raw is not a string.
-func rawString(raw []byte) []byte {
-	if len(raw) < 2 || raw[0] != '"' {
-		return nil
-	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return raw[1 : len(raw)-1]
-	}
-	var s string
-	_ = json.Unmarshal(raw, &s)
-	return []byte(s)
-}
-
-// eachMember calls f with the raw key and value of each top-level member of
-// b, which must be well-formed JSON (the stix decoders checked it). It stops
-// at the first error f returns.
-func eachMember(b []byte, f func(key, val []byte) error) error {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return nil
-	}
-	i++
-	for {
-		i = skipSpace(b, i)
-		if i >= len(b) || b[i] == '}' {
-			return nil
-		}
-		if b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
-		kEnd := endOfString(b, i)
-		key := b[i:kEnd]
-		i = skipSpace(b, kEnd)
-		if i >= len(b) || b[i] != ':' {
-			return nil
-		}
-		i = skipSpace(b, i+1)
-		vEnd := endOfValue(b, i)
-		if err := f(key, b[i:vEnd]); err != nil {
-			return err
-		}
-		i = vEnd
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// endOfString returns the index after the string token starting at b[i].
-// It jumps from quote to quote (bytes.IndexByte is vectorised): strings are
-// most of a STIX object.
-func endOfString(b []byte, i int) int {
-	j := i + 1
-	for {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			return len(b)
-		}
-		j += k
-		n := 0 // backslashes right before the quote: odd means escaped
-		for p := j - 1; p > i && b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j + 1
-		}
-		j++
-	}
-}
-
-// endOfValue returns the index after the value starting at b[i].
-func endOfValue(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return endOfString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = endOfString(b, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(b)
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-		j++
-	}
-	return j
 }
 
 // CheckFrame applies the checks the app applies to a frame an app publishes

@@ -24,6 +24,7 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 		return err
 	}
 	defer w.Close()
+	publish := typedPublish(bus)
 	for ctx.Err() == nil {
 		n := 0
 		for ; n < inBatch; n++ {
@@ -58,7 +59,7 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 				st.rejected.add(st.logger(), reject(causeMultipart, errors.New("a multipart message: apps send one frame per object")))
 				continue
 			}
-			st.receive(ctx, bus, frame, peer, a.SuppressEcho)
+			st.receive(ctx, publish, frame, peer, a.SuppressEcho)
 		}
 		if n == inBatch {
 			continue
@@ -70,8 +71,17 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 	return nil
 }
 
+// typedPublish returns how validated objects go on the bus: without a
+// second look for their type where the bus offers that.
+func typedPublish(bus plugins.Bus) func(ctx context.Context, typ string, payload []byte) error {
+	if tp, ok := bus.(plugins.TypedPublisher); ok {
+		return tp.PublishTyped
+	}
+	return func(ctx context.Context, _ string, payload []byte) error { return bus.Publish(ctx, payload) }
+}
+
 // receive validates and publishes one frame.
-func (s *state) receive(ctx context.Context, bus plugins.Bus, frame []byte, peer string, suppressEcho bool) {
+func (s *state) receive(ctx context.Context, publish func(context.Context, string, []byte) error, frame []byte, peer string, suppressEcho bool) {
 	msg, rej := decodeFrame(frame)
 	if rej != nil {
 		s.rejected.add(s.logger(), rej)
@@ -84,13 +94,7 @@ func (s *state) receive(ctx context.Context, bus plugins.Bus, frame []byte, peer
 	if suppressEcho && peer != "" && msg.snapshotID == "" {
 		s.echoes.add(msg.payload, peer)
 	}
-	var err error
-	if tp, ok := bus.(plugins.TypedPublisher); ok {
-		err = tp.PublishTyped(ctx, msg.typ, msg.payload) // validated above: no second look for the type
-	} else {
-		err = bus.Publish(ctx, msg.payload)
-	}
-	if err != nil {
+	if err := publish(ctx, msg.typ, msg.payload); err != nil {
 		s.rejected.add(s.logger(), reject(causePublish, err))
 		return
 	}
