@@ -264,7 +264,6 @@ func main() {
 	}
 	backbone = b
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b.SetLogger(log.With("plugin", cluster.Name)) // the bus sets it again at start
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	cfgName = cfg.Backbone.Name

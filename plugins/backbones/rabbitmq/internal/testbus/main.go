@@ -95,9 +95,6 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if l, ok := cfg.Backbone.Plugin.(interface{ SetLogger(*slog.Logger) }); ok {
-		l.SetLogger(log)
-	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	d, err := actors.Start(cfg, log)
