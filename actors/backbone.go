@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -18,6 +19,57 @@ type backboneActor struct {
 	rt     *runtime
 	plugin plugins.Backbone
 	cancel context.CancelFunc
+	out    *coalescer
+}
+
+// coalescer is the deliver func a backbone plugin gets. While the actor
+// hands the plugin a batch, what the plugin delivers (at once, for inmem
+// and a cluster's own messages; from another goroutine, for what arrives
+// meanwhile) is gathered and goes to the router as one Deliver when the
+// batch is done; otherwise each delivery goes on by itself. Order is that
+// of the calls to deliver either way.
+// maxHeld bounds a held batch: a plugin that blocks in Publish (a broker
+// pushing back) must not hold up what it delivers meanwhile for long.
+const maxHeld = 1024
+
+type coalescer struct {
+	mu      sync.Mutex
+	holding bool
+	held    []*messages.Envelope
+	send    func(*messages.Deliver)
+}
+
+func (c *coalescer) deliver(env *messages.Envelope) {
+	c.mu.Lock()
+	if c.holding {
+		c.held = append(c.held, env)
+		if len(c.held) >= maxHeld {
+			c.send(&messages.Deliver{Envelopes: c.held})
+			c.held = nil
+		}
+		c.mu.Unlock()
+		return
+	}
+	// Sent under the lock, so that a batch released concurrently cannot
+	// overtake this delivery, nor this one a later one.
+	c.send(&messages.Deliver{Envelopes: []*messages.Envelope{env}})
+	c.mu.Unlock()
+}
+
+func (c *coalescer) hold() {
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+}
+
+func (c *coalescer) release() {
+	c.mu.Lock()
+	c.holding = false
+	if len(c.held) > 0 {
+		c.send(&messages.Deliver{Envelopes: c.held})
+		c.held = nil
+	}
+	c.mu.Unlock()
 }
 
 func newBackbone(rt *runtime) actor.Producer {
@@ -29,9 +81,7 @@ func newBackbone(rt *runtime) actor.Producer {
 func (b *backboneActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *messages.Publish:
-		if err := b.plugin.Publish(context.Background(), m.Envelope); err != nil {
-			b.rt.drops.add("backbone_error", "backbone", b.rt.cfg.Backbone.Name, "error", err)
-		}
+		b.publish(m.Envelopes)
 	case *flushRequest:
 		// The barrier: what the plugin holds outside the bus comes back
 		// (through deliver, into the router's mailbox) before the router
@@ -51,10 +101,8 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 			lr.SetLogger(b.rt.log.With("plugin", b.rt.cfg.Backbone.Name))
 		}
 		system, router := b.rt.system, b.rt.router
-		deliver := func(env *messages.Envelope) {
-			system.Root.Send(router, &messages.Deliver{Envelope: env})
-		}
-		if err := b.plugin.Start(runCtx, deliver); err != nil {
+		b.out = &coalescer{send: func(d *messages.Deliver) { system.Root.Send(router, d) }}
+		if err := b.plugin.Start(runCtx, b.out.deliver); err != nil {
 			err = fmt.Errorf("%s: %w", b.rt.cfg.Backbone.Name, err)
 			b.rt.plugins.noteError(b.rt.cfg.Backbone.Name, err)
 			panic(err)
@@ -68,6 +116,16 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 	default:
 		b.rt.unexpected("backbone", m)
+	}
+}
+
+func (b *backboneActor) publish(envs []*messages.Envelope) {
+	b.out.hold()
+	defer b.out.release() // also when the plugin panics
+	for _, env := range envs {
+		if err := b.plugin.Publish(context.Background(), env); err != nil {
+			b.rt.drops.add("backbone_error", "backbone", b.rt.cfg.Backbone.Name, "error", err)
+		}
 	}
 }
 

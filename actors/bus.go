@@ -54,11 +54,13 @@ func newBus(rt *runtime) actor.Producer {
 func (b *busActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *messages.Deliver:
-		switch m.Envelope.Type {
-		case messages.TypeSnapshotRequest:
-			b.onRequest(ctx, m.Envelope)
-		case messages.TypeSnapshotEnvelope:
-			b.onEnvelope(ctx, m.Envelope)
+		for _, env := range m.Envelopes {
+			switch env.Type {
+			case messages.TypeSnapshotRequest:
+				b.onRequest(ctx, env)
+			case messages.TypeSnapshotEnvelope:
+				b.onEnvelope(ctx, env)
+			}
 		}
 	case *startSnapshot:
 		b.start(ctx, m)
@@ -75,7 +77,7 @@ func (b *busActor) Receive(ctx actor.Context) {
 			b.rt.faults.add("snapshot:bad_body", "snapshot", m.SnapshotId, "error", err)
 			return
 		}
-		ctx.Send(b.rt.router, &messages.Publish{Envelope: env})
+		ctx.Send(b.rt.router, &messages.Publish{Envelopes: []*messages.Envelope{env}})
 	case *flushRequest:
 		// The bus subscribes to the snapshot topics and handles what it gets
 		// at once: everything before the barrier is done.
@@ -131,7 +133,7 @@ func (b *busActor) start(ctx actor.Context, m *startSnapshot) {
 		if err != nil {
 			panic(err) // we built the payload: a bug
 		}
-		ctx.Send(b.rt.router, &messages.Publish{Envelope: env})
+		ctx.Send(b.rt.router, &messages.Publish{Envelopes: []*messages.Envelope{env}})
 		b.rt.snapshotRequests.Add(1)
 	}
 }
@@ -166,7 +168,7 @@ func (b *busActor) onEnvelope(ctx actor.Context, env *messages.Envelope) {
 		return
 	}
 	p.seen[h] = struct{}{}
-	ctx.Send(p.subscriber, &messages.Deliver{Envelope: body})
+	ctx.Send(p.subscriber, &messages.Deliver{Envelopes: []*messages.Envelope{body}})
 }
 
 func (b *busActor) expire(now time.Time) {

@@ -49,7 +49,7 @@ func start(t *testing.T, opts bustest.Options) *bustest.Bus {
 func TestEnvelopeIsVersionedProtobuf(t *testing.T) {
 	env := &messages.Envelope{Version: messages.EnvelopeVersion_ENVELOPE_VERSION_1, Id: "a-1", Topic: messages.TopicIndicator,
 		Type: messages.TypeIndicator, Payload: []byte(`{"type":"indicator","x":1}`), Origin: "zmq"}
-	b, err := proto.Marshal(&messages.Publish{Envelope: env})
+	b, err := proto.Marshal(&messages.Publish{Envelopes: []*messages.Envelope{env}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +57,8 @@ func TestEnvelopeIsVersionedProtobuf(t *testing.T) {
 	if err := proto.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if !proto.Equal(back.Envelope, env) || back.Envelope.Validate() != nil {
-		t.Fatalf("round trip: %v", back.Envelope)
+	if len(back.Envelopes) != 1 || !proto.Equal(back.Envelopes[0], env) || back.Envelopes[0].Validate() != nil {
+		t.Fatalf("round trip: %v", back.Envelopes)
 	}
 	for name, bad := range map[string]*messages.Envelope{
 		"no version":     {Id: "x", Topic: messages.TopicIndicator, Type: messages.TypeIndicator, Payload: []byte("{}")},
@@ -82,8 +82,8 @@ func TestBadInputIsCountedAndLoggedOnce(t *testing.T) {
 	rec := bustest.NewRecorder("sub")
 	b.Subscribe(t, rec, "")
 	for i := 0; i < 5; i++ {
-		b.Daemon.SendTo("router", &messages.Publish{Envelope: &messages.Envelope{Id: "x"}})
-		b.Daemon.SendTo("router", &messages.Deliver{})
+		b.Daemon.SendTo("router", &messages.Publish{Envelopes: []*messages.Envelope{{Id: "x"}}})
+		b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{{}}})
 		b.Daemon.SendTo("router", "a string")
 		b.Daemon.SendTo("bus", 42)
 		b.Daemon.SendTo("apps", struct{}{})
@@ -639,26 +639,99 @@ func TestBackboneGetsTheBusLogger(t *testing.T) {
 	}
 }
 
-// TestPublishTyped: the fast path for validated payloads routes by the
-// given type, counts like Publish, and refuses a type without a topic.
-func TestPublishTyped(t *testing.T) {
+// TestPublishBatch: the fast path for validated payloads routes by the
+// given types, keeps the batch's order for every subscriber, also when the
+// router has to split it between subscribers of different topics, and
+// refuses a batch with a type without a topic as a whole.
+func TestPublishBatch(t *testing.T) {
 	b := start(t, bustest.Options{})
-	tp, ok := b.Bus.(plugins.TypedPublisher)
+	bp, ok := b.Bus.(plugins.BatchPublisher)
 	if !ok {
-		t.Fatal("the apps' Bus does not implement plugins.TypedPublisher")
+		t.Fatal("the apps' Bus does not implement plugins.BatchPublisher")
 	}
-	rec := bustest.NewRecorder("sub")
-	b.Subscribe(t, rec, messages.TopicSighting)
-	sig := bustest.Sighting(t, 1)
-	if err := tp.PublishTyped(context.Background(), messages.TypeSighting, sig); err != nil {
+	all, sightings, indicators := bustest.NewRecorder("all"), bustest.NewRecorder("sightings"), bustest.NewRecorder("indicators")
+	b.Subscribe(t, all, "")
+	b.Subscribe(t, sightings, messages.TopicSighting)
+	b.Subscribe(t, indicators, messages.TopicIndicator)
+	var objs []plugins.Object
+	for i := 0; i < 6; i++ {
+		if i%3 == 1 {
+			objs = append(objs, plugins.Object{Type: messages.TypeSighting, Payload: bustest.Sighting(t, i)})
+		} else {
+			objs = append(objs, plugins.Object{Type: messages.TypeIndicator, Payload: bustest.Indicator(t, i)})
+		}
+	}
+	if err := bp.PublishBatch(context.Background(), objs); err != nil {
 		t.Fatal(err)
 	}
-	rec.WaitLen(t, 1)
-	if m := rec.Messages()[0]; m.Topic != messages.TopicSighting || m.Type != messages.TypeSighting || !bytes.Equal(m.Payload, sig) {
-		t.Fatalf("delivered %+v", m)
+	// A batch of one topic: every subscriber of it gets all, in order.
+	var burst []plugins.Object
+	for i := 10; i < 15; i++ {
+		burst = append(burst, plugins.Object{Type: messages.TypeIndicator, Payload: bustest.Indicator(t, i)})
 	}
-	if err := tp.PublishTyped(context.Background(), "identity", []byte(`{"type":"identity"}`)); err == nil {
+	if err := bp.PublishBatch(context.Background(), burst); err != nil {
+		t.Fatal(err)
+	}
+	want := func(rec *bustest.Recorder, objs []plugins.Object) {
+		t.Helper()
+		rec.WaitLen(t, len(objs))
+		got := rec.Messages()
+		if len(got) != len(objs) {
+			t.Fatalf("%d messages, want %d", len(got), len(objs))
+		}
+		for i, o := range objs {
+			if got[i].Type != o.Type || !bytes.Equal(got[i].Payload, o.Payload) {
+				t.Fatalf("message %d: %s %s, want %s %s", i, got[i].Type, got[i].Payload, o.Type, o.Payload)
+			}
+		}
+	}
+	var sig, ind []plugins.Object
+	for _, o := range append(append([]plugins.Object{}, objs...), burst...) {
+		if o.Type == messages.TypeSighting {
+			sig = append(sig, o)
+		} else {
+			ind = append(ind, o)
+		}
+	}
+	want(all, append(append([]plugins.Object{}, objs...), burst...))
+	want(sightings, sig)
+	want(indicators, ind)
+	bad := []plugins.Object{{Type: messages.TypeIndicator, Payload: bustest.Indicator(t, 20)}, {Type: "identity", Payload: []byte(`{"type":"identity"}`)}}
+	if err := bp.PublishBatch(context.Background(), bad); err == nil {
 		t.Fatal("a type without a topic was accepted")
+	}
+	next := bustest.Indicator(t, 21)
+	if err := b.Bus.Publish(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	indicators.WaitLen(t, len(ind)+1)
+	if got := indicators.Messages(); !bytes.Equal(got[len(ind)].Payload, next) {
+		t.Fatalf("after the refused batch: %s", got[len(ind)].Payload)
+	}
+}
+
+// TestRouterDeduplicatesBatches: a message delivered twice, in one batch or
+// in two, reaches a subscriber once and is counted; order is kept.
+func TestRouterDeduplicatesBatches(t *testing.T) {
+	b := start(t, bustest.Options{})
+	rec := bustest.NewRecorder("sub")
+	b.Subscribe(t, rec, "")
+	env := func(id string, seq int) *messages.Envelope {
+		return &messages.Envelope{Version: messages.EnvelopeVersion_ENVELOPE_VERSION_1, Id: id, Topic: messages.TopicIndicator,
+			Type: messages.TypeIndicator, Payload: bustest.Indicator(t, seq), Origin: "test"}
+	}
+	e1, e2, e3 := env("x-1", 1), env("x-2", 2), env("x-3", 3)
+	b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{e1, e1, e2}})
+	b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{e2, e3}})
+	rec.WaitLen(t, 3)
+	rec.Quiet(t, 3, 100*time.Millisecond)
+	for i, m := range rec.Messages() {
+		if want := []string{"x-1", "x-2", "x-3"}[i]; m.Id != want {
+			t.Fatalf("message %d: %s, want %s", i, m.Id, want)
+		}
+	}
+	if n := b.Daemon.Stats().Deduplicated["router"]; n != 2 {
+		t.Fatalf("deduplicated %d, want 2", n)
 	}
 }
 

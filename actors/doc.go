@@ -27,8 +27,8 @@
 // state is the bus's state, and restarting a parent stops its children, which
 // would end every subscription. The daemon's guardian resumes it too, so
 // nothing escalates out of the process. Every panic is logged once, with its
-// stack, by the recovery middleware, and a bus message lost with it is
-// counted as dropped (actor_crash).
+// stack, by the recovery middleware, and the bus messages lost with it (a
+// Publish or Deliver carries a batch) are counted as dropped (actor_crash).
 //
 // This package must not know any plugin: it works from the interfaces of
 // package plugins and the configuration of package config.

@@ -28,7 +28,7 @@ type busHandle struct {
 
 var (
 	_ plugins.Bus            = (*busHandle)(nil)
-	_ plugins.TypedPublisher = (*busHandle)(nil)
+	_ plugins.BatchPublisher = (*busHandle)(nil)
 )
 
 func newBusHandle(rt *runtime, name string) *busHandle {
@@ -47,19 +47,34 @@ func (h *busHandle) Publish(_ context.Context, payload []byte) error {
 	return nil
 }
 
-// PublishTyped implements plugins.TypedPublisher.
-func (h *busHandle) PublishTyped(_ context.Context, typ string, payload []byte) error {
-	env, err := h.rt.typedEnvelope(typ, payload, h.name)
-	if err != nil {
-		return err
+// PublishBatch implements plugins.BatchPublisher.
+func (h *busHandle) PublishBatch(_ context.Context, objs []plugins.Object) error {
+	if len(objs) == 0 {
+		return nil
 	}
-	h.send(env)
+	envs := make([]*messages.Envelope, len(objs))
+	for i, o := range objs {
+		env, err := h.rt.typedEnvelope(o.Type, o.Payload, h.name)
+		if err != nil {
+			return err
+		}
+		envs[i] = env
+	}
+	h.send(envs...)
 	return nil
 }
 
-func (h *busHandle) send(env *messages.Envelope) {
-	h.rt.system.Root.Send(h.rt.router, &messages.Publish{Envelope: env})
-	h.published[topicIndex(env.Topic)].Add(1)
+func (h *busHandle) send(envs ...*messages.Envelope) {
+	h.rt.system.Root.Send(h.rt.router, &messages.Publish{Envelopes: envs})
+	var n [numTopics]uint64
+	for _, env := range envs {
+		n[topicIndex(env.Topic)]++
+	}
+	for i, c := range n {
+		if c > 0 {
+			h.published[i].Add(c)
+		}
+	}
 }
 
 // envelope wraps a payload for routing; only the type is read from it.

@@ -1,6 +1,10 @@
 package actors
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/threatbus/threatbus/messages"
+)
 
 // ringQueue is a subscriber's bounded outbox: a FIFO that grows on demand up
 // to max and then drops its oldest entry for each new one. A buffered
@@ -27,6 +31,30 @@ func newRingQueue(max int) *ringQueue {
 // returned (evicted is true) so the caller can account for it.
 func (q *ringQueue) push(it outItem) (old outItem, evicted bool) {
 	q.mu.Lock()
+	old, evicted = q.pushLocked(it)
+	q.mu.Unlock()
+	q.signal()
+	return old, evicted
+}
+
+// pushEnvelopes appends envs under one lock and with one wake-up, and
+// calls evict (after unlocking) for each entry that made room.
+func (q *ringQueue) pushEnvelopes(envs []*messages.Envelope, evict func(outItem)) {
+	var evicted []outItem
+	q.mu.Lock()
+	for _, env := range envs {
+		if old, ok := q.pushLocked(outItem{env: env}); ok {
+			evicted = append(evicted, old)
+		}
+	}
+	q.mu.Unlock()
+	q.signal()
+	for _, it := range evicted {
+		evict(it)
+	}
+}
+
+func (q *ringQueue) pushLocked(it outItem) (old outItem, evicted bool) {
 	if q.n == q.max {
 		old, evicted = q.buf[q.head], true
 		q.buf[q.head] = outItem{}
@@ -38,8 +66,6 @@ func (q *ringQueue) push(it outItem) (old outItem, evicted bool) {
 	}
 	q.buf[(q.head+q.n)%len(q.buf)] = it
 	q.n++
-	q.mu.Unlock()
-	q.signal()
 	return old, evicted
 }
 
@@ -58,9 +84,9 @@ func (q *ringQueue) grow() {
 	q.buf, q.head = buf, 0
 }
 
-// pop removes the oldest entry. ok is false when the queue is empty; closed
-// then says whether more can ever come.
-func (q *ringQueue) pop() (it outItem, ok, closed bool) {
+// popN moves up to max of the oldest entries to dst and returns it. When
+// none was there, closed says whether more can ever come.
+func (q *ringQueue) popN(dst []outItem, max int) (out []outItem, closed bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.n == 0 {
@@ -69,13 +95,15 @@ func (q *ringQueue) pop() (it outItem, ok, closed bool) {
 		if len(q.buf) > 1024 {
 			q.buf, q.head = nil, 0
 		}
-		return outItem{}, false, q.closed
+		return dst, q.closed
 	}
-	it = q.buf[q.head]
-	q.buf[q.head] = outItem{}
-	q.head = (q.head + 1) % len(q.buf)
-	q.n--
-	return it, true, false
+	for ; max > 0 && q.n > 0; max-- {
+		dst = append(dst, q.buf[q.head])
+		q.buf[q.head] = outItem{}
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+	}
+	return dst, false
 }
 
 // close marks the end: pop drains what is left, then reports closed.

@@ -27,21 +27,51 @@ func TestRingQueueDropsOldestAndGrowsLazily(t *testing.T) {
 			t.Fatalf("push %d evicted %v %v, want the oldest", i, ev, old.env)
 		}
 	}
-	for i := 5; i < 45; i++ {
-		it, ok, _ := q.pop()
-		if !ok || it.env.Id != item(i).env.Id {
-			t.Fatalf("pop: got %v, want %d", it.env, i)
+	// Taken in batches of up to 7, in order.
+	var got []outItem
+	for len(got) < 40 {
+		before := len(got)
+		got, _ = q.popN(got, 7)
+		if len(got)-before != min(7, 40-before) {
+			t.Fatalf("popN took %d at %d", len(got)-before, before)
 		}
 	}
-	if _, ok, closed := q.pop(); ok || closed {
+	for i, it := range got {
+		if it.env.Id != item(i+5).env.Id {
+			t.Fatalf("pop %d: got %v, want %d", i, it.env, i+5)
+		}
+	}
+	if out, closed := q.popN(nil, 7); len(out) != 0 || closed {
 		t.Fatal("empty queue popped something or claims closed")
 	}
 	q.push(item(1))
 	q.close()
-	if _, ok, _ := q.pop(); !ok {
+	if out, _ := q.popN(nil, 7); len(out) != 1 {
 		t.Fatal("close lost a queued item")
 	}
-	if _, ok, closed := q.pop(); ok || !closed {
+	if out, closed := q.popN(nil, 7); len(out) != 0 || !closed {
 		t.Fatal("drained closed queue not reported closed")
+	}
+}
+
+func TestRingQueuePushEnvelopesEvictsOldest(t *testing.T) {
+	q := newRingQueue(4)
+	var envs []*messages.Envelope
+	for i := 0; i < 6; i++ {
+		envs = append(envs, item(i).env)
+	}
+	var evicted []string
+	q.pushEnvelopes(envs, func(it outItem) { evicted = append(evicted, it.env.Id) })
+	if len(evicted) != 2 || evicted[0] != "a" || evicted[1] != "b" {
+		t.Fatalf("evicted %v, want [a b]", evicted)
+	}
+	out, _ := q.popN(nil, 10)
+	if len(out) != 4 || out[0].env.Id != "c" || out[3].env.Id != "f" {
+		t.Fatalf("left %d entries starting with %v", len(out), out[0].env)
+	}
+	select {
+	case <-q.wake:
+	default:
+		t.Fatal("no wake-up for the writer")
 	}
 }

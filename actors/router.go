@@ -19,11 +19,15 @@ type routerActor struct {
 	backbone *actor.PID
 	table    *table
 	dedup    *dedup
+	// groups and groupOf split a delivered batch per subscriber; kept
+	// between batches so that splitting allocates little.
+	groups  []group
+	groupOf map[*actor.PID]int
 }
 
 func newRouter(rt *runtime) actor.Producer {
 	return func() actor.Actor {
-		return &routerActor{rt: rt, table: newTable(), dedup: newDedup(rt.cfg.Bus.DedupWindow)}
+		return &routerActor{rt: rt, table: newTable(), dedup: newDedup(rt.cfg.Bus.DedupWindow), groupOf: map[*actor.PID]int{}}
 	}
 }
 
@@ -53,26 +57,9 @@ type startSnapshot struct {
 func (r *routerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *messages.Publish:
-		if err := m.GetEnvelope().Validate(); err != nil {
-			r.rt.faults.add("router:invalid_publish", "error", err)
-			return
-		}
-		ctx.Send(r.backbone, m)
+		r.publish(ctx, m)
 	case *messages.Deliver:
-		env := m.GetEnvelope()
-		if err := env.Validate(); err != nil {
-			r.rt.faults.add("router:invalid_delivery", "error", err)
-			return
-		}
-		if r.dedup.add(env.Id) {
-			r.rt.dedups.add("router")
-			return
-		}
-		pids := r.table.match(env.Topic)
-		for _, pid := range pids {
-			ctx.Send(pid, m)
-		}
-		r.rt.routed[topicIndex(env.Topic)].Add(uint64(len(pids)))
+		r.deliver(ctx, m.Envelopes)
 	case *messages.Subscribe:
 		r.subscribe(ctx, m)
 	case *messages.Unsubscribe:
@@ -107,6 +94,113 @@ func (r *routerActor) Receive(ctx actor.Context) {
 	default:
 		r.rt.unexpected("router", m)
 	}
+}
+
+// filter returns the envelopes of envs that keep accepts, in order: envs
+// itself when it accepts them all, a copy otherwise.
+func filter(envs []*messages.Envelope, keep func(*messages.Envelope) bool) []*messages.Envelope {
+	for i, env := range envs {
+		if keep(env) {
+			continue
+		}
+		out := append(make([]*messages.Envelope, 0, len(envs)-1), envs[:i]...)
+		for _, env := range envs[i+1:] {
+			if keep(env) {
+				out = append(out, env)
+			}
+		}
+		return out
+	}
+	return envs
+}
+
+func (r *routerActor) publish(ctx actor.Context, m *messages.Publish) {
+	envs := filter(m.Envelopes, func(env *messages.Envelope) bool {
+		if err := env.Validate(); err != nil {
+			r.rt.faults.add("router:invalid_publish", "error", err)
+			return false
+		}
+		return true
+	})
+	if len(envs) == 0 {
+		return
+	}
+	if len(envs) < len(m.Envelopes) {
+		m = &messages.Publish{Envelopes: envs}
+	}
+	ctx.Send(r.backbone, m)
+}
+
+// deliver hands what the backbone delivered to the matching subscribers,
+// each message once. A subscriber gets one Deliver per batch, with its
+// envelopes in the order of the batch; when all envelopes go to the same
+// subscribers (a burst of one topic), they share one Deliver.
+func (r *routerActor) deliver(ctx actor.Context, envs []*messages.Envelope) {
+	envs = filter(envs, func(env *messages.Envelope) bool {
+		if err := env.Validate(); err != nil {
+			r.rt.faults.add("router:invalid_delivery", "error", err)
+			return false
+		}
+		if r.dedup.add(env.Id) {
+			r.rt.dedups.add("router")
+			return false
+		}
+		return true
+	})
+	if len(envs) == 0 {
+		return
+	}
+	var routed [numTopics]uint64
+	first := r.table.match(envs[0].Topic)
+	uniform := true
+	for _, env := range envs {
+		pids := r.table.match(env.Topic)
+		routed[topicIndex(env.Topic)] += uint64(len(pids))
+		uniform = uniform && samePIDs(pids, first)
+	}
+	for i, n := range routed {
+		if n > 0 {
+			r.rt.routed[i].Add(n)
+		}
+	}
+	if uniform {
+		if len(first) > 0 {
+			d := &messages.Deliver{Envelopes: envs}
+			for _, pid := range first {
+				ctx.Send(pid, d)
+			}
+		}
+		return
+	}
+	// Mixed topics with different subscribers: a batch per subscriber.
+	for _, env := range envs {
+		for _, pid := range r.table.match(env.Topic) {
+			i, ok := r.groupOf[pid]
+			if !ok {
+				i = len(r.groups)
+				r.groupOf[pid] = i
+				r.groups = append(r.groups, group{pid: pid})
+			}
+			r.groups[i].envs = append(r.groups[i].envs, env)
+		}
+	}
+	for i, g := range r.groups {
+		ctx.Send(g.pid, &messages.Deliver{Envelopes: g.envs})
+		r.groups[i] = group{}
+	}
+	r.groups = r.groups[:0]
+	clear(r.groupOf)
+}
+
+// group is one subscriber's part of a delivered batch.
+type group struct {
+	pid  *actor.PID
+	envs []*messages.Envelope
+}
+
+// samePIDs reports whether a and b are the same cached match.
+func samePIDs(a, b []*actor.PID) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func (r *routerActor) subscribe(ctx actor.Context, m *messages.Subscribe) {

@@ -131,9 +131,14 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 			defer func() {
 				if r := recover(); r != nil {
 					rt.panics.add(who)
-					switch env.Message.(type) {
-					case *messages.Publish, *messages.Deliver:
-						rt.drops.add("actor_crash", "actor", who)
+					// The bus messages it held are lost: a batch
+					// may have been partly handed on, so this counts
+					// at most that many too many.
+					switch m := env.Message.(type) {
+					case *messages.Publish:
+						rt.drops.addN("actor_crash", uint64(len(m.Envelopes)), "actor", who)
+					case *messages.Deliver:
+						rt.drops.addN("actor_crash", uint64(len(m.Envelopes)), "actor", who)
 					}
 					rt.log.Error("actor panicked; its supervisor decides what happens next",
 						"actor", who, "panic", fmt.Sprint(r), "message", fmt.Sprintf("%T", env.Message),

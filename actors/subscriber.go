@@ -161,10 +161,7 @@ func newSubscriber(rt *runtime, m *spawnSubscriber) (actor.Producer, *subState) 
 func (s *subscriberActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *messages.Deliver:
-		if !s.state.wants(m.Envelope.Topic) {
-			return
-		}
-		s.enqueue(outItem{env: m.Envelope})
+		s.enqueueAll(m.Envelopes)
 	case *messages.Subscribed:
 		if m.SnapshotId != "" {
 			id := m.SnapshotId
@@ -248,6 +245,17 @@ func (s *outbox) enqueue(it outItem) {
 	}
 }
 
+// enqueueAll adds the envelopes the subscription still wants to the
+// outbox, dropping the oldest entries when it is full.
+func (s *outbox) enqueueAll(envs []*messages.Envelope) {
+	envs = filter(envs, func(env *messages.Envelope) bool { return s.state.wants(env.Topic) })
+	if len(envs) == 0 {
+		return
+	}
+	s.state.enqueued.Add(uint64(len(envs)))
+	s.q.pushEnvelopes(envs, func(old outItem) { s.retire(old, dropOverflow) })
+}
+
 // retire accounts for an entry that leaves the outbox without reaching the
 // sink. A flush marker is answered: what came before it is gone.
 func (s *outbox) retire(it outItem, reason string) {
@@ -270,51 +278,64 @@ func (s *outbox) startWriter() {
 	go s.write(ctx, s.q, s.done)
 }
 
-// write is the writer goroutine: it owns the sink.
+// writeBatch bounds what the writer takes from the outbox at a time.
+const writeBatch = 256
+
+// write is the writer goroutine: it owns the sink. It takes the outbox's
+// entries a batch at a time, one lock for many messages.
 func (s *outbox) write(ctx context.Context, q *ringQueue, done chan<- struct{}) {
 	defer close(done)
+	batch := make([]outItem, 0, writeBatch)
 	for {
-		it, ok, closed := q.pop()
-		if !ok {
+		var closed bool
+		batch, closed = q.popN(batch[:0], writeBatch)
+		if len(batch) == 0 {
 			if closed {
 				return
 			}
 			<-q.wake
 			continue
 		}
-		if it.flushed != nil {
-			s.rt.system.Root.Send(it.flushed, &flushed{})
-			continue
+		for i := range batch {
+			s.writeOne(ctx, batch[i])
+			batch[i] = outItem{}
 		}
-		if ctx.Err() != nil {
+	}
+}
+
+func (s *outbox) writeOne(ctx context.Context, it outItem) {
+	if it.flushed != nil {
+		s.rt.system.Root.Send(it.flushed, &flushed{})
+		return
+	}
+	if ctx.Err() != nil {
+		reason := dropShutdown
+		if s.discard.Load() {
+			reason = dropClosed
+		}
+		s.retire(it, reason)
+		return
+	}
+	s.state.dequeued.Add(1)
+	if !s.state.wants(it.env.Topic) {
+		return
+	}
+	if err := s.callSink(ctx, it.env); err != nil {
+		if ctx.Err() != nil { // the sink gave up because we are stopping
 			reason := dropShutdown
 			if s.discard.Load() {
 				reason = dropClosed
 			}
-			s.retire(it, reason)
-			continue
+			s.state.drop(reason, 1)
+			s.rt.drops.add(reason, "subscription", s.state.name)
+			return
 		}
-		s.state.dequeued.Add(1)
-		if !s.state.wants(it.env.Topic) {
-			continue
-		}
-		if err := s.callSink(ctx, it.env); err != nil {
-			if ctx.Err() != nil { // the sink gave up because we are stopping
-				reason := dropShutdown
-				if s.discard.Load() {
-					reason = dropClosed
-				}
-				s.state.drop(reason, 1)
-				s.rt.drops.add(reason, "subscription", s.state.name)
-				continue
-			}
-			s.state.drop(dropSinkError, 1)
-			s.rt.drops.add(dropSinkError, "subscription", s.state.name, "error", err)
-			continue
-		}
-		s.state.delivered.Add(1)
-		s.state.owner.delivered[topicIndex(it.env.Topic)].Add(1)
+		s.state.drop(dropSinkError, 1)
+		s.rt.drops.add(dropSinkError, "subscription", s.state.name, "error", err)
+		return
 	}
+	s.state.delivered.Add(1)
+	s.state.owner.delivered[topicIndex(it.env.Topic)].Add(1)
 }
 
 func (s *outbox) callSink(ctx context.Context, env *messages.Envelope) (err error) {

@@ -51,25 +51,6 @@ func TestTablePrefixMatchOncePerSubscriber(t *testing.T) {
 	}
 }
 
-func TestDedupWindowIsBounded(t *testing.T) {
-	d := newDedup(3)
-	for _, id := range []string{"a", "b", "c"} {
-		if d.add(id) {
-			t.Fatalf("%s: fresh id seen as duplicate", id)
-		}
-	}
-	if !d.add("a") || !d.add("c") {
-		t.Fatal("duplicates inside the window not caught")
-	}
-	d.add("d") // evicts a
-	if d.add("a") {
-		t.Fatal("id outside the window still remembered")
-	}
-	if len(d.seen) != 3 {
-		t.Fatalf("window holds %d ids, want 3", len(d.seen))
-	}
-}
-
 func TestIDsAreUnique(t *testing.T) {
 	g1, g2 := newIDGen(), newIDGen()
 	seen := map[string]bool{}

@@ -20,10 +20,16 @@ func newTally(log *slog.Logger, msg string) *tally {
 }
 
 // add counts one event of cause; attrs go to the log line of the first one.
-func (t *tally) add(cause string, attrs ...any) {
+func (t *tally) add(cause string, attrs ...any) { t.addN(cause, 1, attrs...) }
+
+// addN counts n events of cause at once.
+func (t *tally) addN(cause string, n uint64, attrs ...any) {
+	if n == 0 {
+		return
+	}
 	t.mu.Lock()
-	t.counts[cause]++
-	first := t.counts[cause] == 1
+	first := t.counts[cause] == 0
+	t.counts[cause] += n
 	t.mu.Unlock()
 	if first && t.log != nil {
 		t.log.Warn(t.msg, append([]any{"cause", cause, "note", "logged once per cause; further ones are only counted"}, attrs...)...)

@@ -218,12 +218,14 @@ func (x *Envelope) GetOrigin() string {
 	return ""
 }
 
-// Publish asks the router to carry an envelope to every matching subscriber
-// on every bus that shares the backbone. Sent to the router: its mailbox is
-// the inq.
+// Publish asks the router to carry envelopes, in order, to every matching
+// subscriber on every bus that shares the backbone. Sent to the router: its
+// mailbox is the inq. One Publish may carry many envelopes, so that a burst
+// costs one hand-off between actors, not one per message; field 1 was a
+// single envelope before, which reads as a batch of one.
 type Publish struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Envelope      *Envelope              `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelopes     []*Envelope            `protobuf:"bytes,1,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -258,18 +260,18 @@ func (*Publish) Descriptor() ([]byte, []int) {
 	return file_bus_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *Publish) GetEnvelope() *Envelope {
+func (x *Publish) GetEnvelopes() []*Envelope {
 	if x != nil {
-		return x.Envelope
+		return x.Envelopes
 	}
 	return nil
 }
 
-// Deliver hands an envelope to a subscriber (and, from a backbone, to the
-// router's local table).
+// Deliver hands envelopes, in order, to a subscriber (and, from a backbone,
+// to the router's local table). Batched like Publish.
 type Deliver struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Envelope      *Envelope              `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Envelopes     []*Envelope            `protobuf:"bytes,1,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -304,9 +306,9 @@ func (*Deliver) Descriptor() ([]byte, []int) {
 	return file_bus_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *Deliver) GetEnvelope() *Envelope {
+func (x *Deliver) GetEnvelopes() []*Envelope {
 	if x != nil {
-		return x.Envelope
+		return x.Envelopes
 	}
 	return nil
 }
@@ -661,11 +663,11 @@ const file_bus_proto_rawDesc = "" +
 	"\x05topic\x18\x03 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
 	"\apayload\x18\x05 \x01(\fR\apayload\x12\x16\n" +
-	"\x06origin\x18\x06 \x01(\tR\x06origin\"=\n" +
-	"\aPublish\x122\n" +
-	"\benvelope\x18\x01 \x01(\v2\x16.threatbus.v1.EnvelopeR\benvelope\"=\n" +
-	"\aDeliver\x122\n" +
-	"\benvelope\x18\x01 \x01(\v2\x16.threatbus.v1.EnvelopeR\benvelope\"z\n" +
+	"\x06origin\x18\x06 \x01(\tR\x06origin\"?\n" +
+	"\aPublish\x124\n" +
+	"\tenvelopes\x18\x01 \x03(\v2\x16.threatbus.v1.EnvelopeR\tenvelopes\"?\n" +
+	"\aDeliver\x124\n" +
+	"\tenvelopes\x18\x01 \x03(\v2\x16.threatbus.v1.EnvelopeR\tenvelopes\"z\n" +
 	"\tSubscribe\x12\x16\n" +
 	"\x06topics\x18\x01 \x03(\tR\x06topics\x12*\n" +
 	"\n" +
@@ -734,8 +736,8 @@ var file_bus_proto_goTypes = []any{
 }
 var file_bus_proto_depIdxs = []int32{
 	0,  // 0: threatbus.v1.Envelope.version:type_name -> threatbus.v1.EnvelopeVersion
-	2,  // 1: threatbus.v1.Publish.envelope:type_name -> threatbus.v1.Envelope
-	2,  // 2: threatbus.v1.Deliver.envelope:type_name -> threatbus.v1.Envelope
+	2,  // 1: threatbus.v1.Publish.envelopes:type_name -> threatbus.v1.Envelope
+	2,  // 2: threatbus.v1.Deliver.envelopes:type_name -> threatbus.v1.Envelope
 	11, // 3: threatbus.v1.Subscribe.subscriber:type_name -> actor.PID
 	11, // 4: threatbus.v1.Unsubscribe.subscriber:type_name -> actor.PID
 	1,  // 5: threatbus.v1.SnapshotRequest.snapshot_type:type_name -> threatbus.v1.SnapshotType

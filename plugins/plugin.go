@@ -74,13 +74,21 @@ type Bus interface {
 	Logger() *slog.Logger
 }
 
-// TypedPublisher is implemented by the Bus apps get. PublishTyped is
-// Publish for a payload the caller has already validated as a STIX object
-// of type typ (with stix.Validate or a decoder): the bus does not read the
-// payload again to find its type. For hot paths; a typ that is not the
-// payload's misroutes the message.
-type TypedPublisher interface {
-	PublishTyped(ctx context.Context, typ string, payload []byte) error
+// Object is a payload the caller has already validated as a STIX object of
+// type Type (with stix.Validate or a decoder).
+type Object struct {
+	Type    string
+	Payload []byte
+}
+
+// BatchPublisher is implemented by the Bus apps get, for hot paths.
+// PublishBatch is Publish for objects the caller has validated: the bus does
+// not read their payloads again to find their types, and puts them all on
+// the bus, in order, with one hand-off instead of one per object. A Type
+// that is not its payload's misroutes the message. It returns an error,
+// publishing none of them, when a Type is not one the bus routes.
+type BatchPublisher interface {
+	PublishBatch(ctx context.Context, objs []Object) error
 }
 
 // Sink receives a subscription's messages, one at a time and in order, on a

@@ -48,8 +48,8 @@ type Bus struct {
 	SnapshotTTL Duration `toml:"snapshot_ttl"`
 	// MaxSnapshots caps the snapshots in flight; the oldest expire first.
 	MaxSnapshots int `toml:"max_snapshots"`
-	// DedupWindow is how many recent message ids the router remembers to
-	// drop redeliveries.
+	// DedupWindow is how many recent message ids the router remembers, per
+	// publishing bus process, to drop redeliveries.
 	DedupWindow int `toml:"dedup_window"`
 	// DrainTimeout bounds a graceful stop.
 	DrainTimeout Duration `toml:"drain_timeout"`

@@ -63,38 +63,39 @@ func DecodeIndicator(b []byte) (*Indicator, error) {
 		return nil, err
 	}
 	ind := &Indicator{Raw: b}
-	if err := ind.decode(&f.raw, false); err != nil {
+	if err := ind.decode(&f.raw, decodeMode{}); err != nil {
 		return nil, err
 	}
 	return ind, nil
 }
 
-// decode fills in everything but Raw from the collected properties.
-func (ind *Indicator) decode(raw *[numObjectFields][]byte, strictTime bool) error {
-	if err := ind.Common.decode(TypeIndicator, raw, strictTime); err != nil {
+// decode fills in everything but Raw from the collected properties, and in
+// check mode all of it but Parsed too.
+func (ind *Indicator) decode(raw *[numObjectFields][]byte, m decodeMode) error {
+	if err := ind.Common.decode(TypeIndicator, raw, m); err != nil {
 		return err
 	}
 	const o = TypeIndicator
 	var err error
-	if ind.Pattern, err = stringField(o, "pattern", raw[fPattern], true); err != nil {
+	if ind.Pattern, err = m.stringField(o, "pattern", raw[fPattern], true); err != nil {
 		return err
 	}
-	if ind.PatternType, err = constField(o, "pattern_type", raw[fPatternType], true, "stix"); err != nil {
+	if ind.PatternType, err = m.constField(o, "pattern_type", raw[fPatternType], true, "stix"); err != nil {
 		return err
 	}
-	if ind.PatternVersion, err = constField(o, "pattern_version", raw[fPatternVersion], false, "2.1"); err != nil {
+	if ind.PatternVersion, err = m.constField(o, "pattern_version", raw[fPatternVersion], false, "2.1"); err != nil {
 		return err
 	}
-	if ind.ValidFrom, err = timeField(o, "valid_from", raw[fValidFrom], true, strictTime); err != nil {
+	if ind.ValidFrom, err = timeField(o, "valid_from", raw[fValidFrom], true, m.strictTime); err != nil {
 		return err
 	}
-	if ind.ValidUntil, err = timeField(o, "valid_until", raw[fValidUntil], false, strictTime); err != nil {
+	if ind.ValidUntil, err = timeField(o, "valid_until", raw[fValidUntil], false, m.strictTime); err != nil {
 		return err
 	}
 	if !ind.ValidUntil.IsZero() && !ind.ValidUntil.After(ind.ValidFrom) {
 		return fieldErr(o, "valid_until", "must be later than valid_from")
 	}
-	u, err := constField(o, "x_threatbus_update", raw[fUpdate], false, string(UpdateRemove), string(UpdateEdit))
+	u, err := m.constField(o, "x_threatbus_update", raw[fUpdate], false, string(UpdateRemove), string(UpdateEdit))
 	if err != nil {
 		return err
 	}
@@ -105,11 +106,14 @@ func (ind *Indicator) decode(raw *[numObjectFields][]byte, strictTime bool) erro
 		return fieldErr(o, "x_threatbus_update", "%q is not REMOVE or EDIT", u)
 	}
 	if ind.PatternType == "stix" {
-		p, err := Parse(ind.Pattern)
+		if m.check {
+			err = checkPattern(ind.Pattern)
+		} else {
+			ind.Parsed, err = Parse(ind.Pattern)
+		}
 		if err != nil {
 			return &FieldError{Object: o, Field: "pattern", Err: err}
 		}
-		ind.Parsed = p
 	}
 	return nil
 }

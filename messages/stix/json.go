@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math/bits"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The decoders walk the top level of a message with this small scanner
@@ -404,6 +405,22 @@ func decodeString(raw []byte) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// viewString is decodeString without the copy, for a string that is only
+// looked at while raw is: the result aliases raw, so it must be kept
+// neither beyond raw's lifetime nor past any change to raw. ok is false
+// where decodeString would have to build a new string (escapes, invalid
+// UTF-8) or fail.
+func viewString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') >= 0 || !utf8.Valid(inner) {
+		return "", false
+	}
+	return unsafe.String(unsafe.SliceData(inner), len(inner)), true
 }
 
 // jsonKind names the kind of a raw JSON value for error messages.

@@ -203,15 +203,36 @@ func rawStringIs(raw []byte, s string) bool {
 	return len(raw) == len(s)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == s
 }
 
+// decodeMode says what the Indicator and Sighting decoders run for.
+type decodeMode struct {
+	// strictTime holds timestamps to the STIX form (see StrictTimestamps).
+	strictTime bool
+	// check only validates, for Validate: the strings filled in alias
+	// the message where they can instead of copying it (see viewString),
+	// so the decoded struct must not outlive the call, and a "stix"
+	// pattern is checked but not parsed into Parsed.
+	check bool
+}
+
+// stringField is the stringField of the mode.
+func (m decodeMode) stringField(object, name string, raw []byte, required bool) (string, error) {
+	if m.check {
+		if s, ok := viewString(raw); ok {
+			return s, nil
+		}
+	}
+	return stringField(object, name, raw, required)
+}
+
 // constField is stringField for a property that usually holds one of
 // consts: then it returns that constant and allocates nothing.
-func constField(object, name string, raw []byte, required bool, consts ...string) (string, error) {
+func (m decodeMode) constField(object, name string, raw []byte, required bool, consts ...string) (string, error) {
 	for _, c := range consts {
 		if rawStringIs(raw, c) {
 			return c, nil
 		}
 	}
-	return stringField(object, name, raw, required)
+	return m.stringField(object, name, raw, required)
 }
 
 func stringField(object, name string, raw []byte, required bool) (string, error) {
@@ -263,30 +284,30 @@ func timeField(object, name string, raw []byte, required, strict bool) (time.Tim
 	return t, nil
 }
 
-func (c *Common) decode(object string, raw *[numObjectFields][]byte, strictTime bool) error {
+func (c *Common) decode(object string, raw *[numObjectFields][]byte, m decodeMode) error {
 	var err error
-	if c.Type, err = constField(object, "type", raw[fType], true, object); err != nil {
+	if c.Type, err = m.constField(object, "type", raw[fType], true, object); err != nil {
 		return err
 	}
 	if c.Type != object {
 		return fieldErr(object, "type", "is %q, want %q", c.Type, object)
 	}
-	if c.SpecVersion, err = constField(object, "spec_version", raw[fSpecVersion], true, "2.1"); err != nil {
+	if c.SpecVersion, err = m.constField(object, "spec_version", raw[fSpecVersion], true, "2.1"); err != nil {
 		return err
 	}
 	if c.SpecVersion != "2.1" {
 		return fieldErr(object, "spec_version", "is %q, want \"2.1\"", c.SpecVersion)
 	}
-	if c.ID, err = stringField(object, "id", raw[fID], true); err != nil {
+	if c.ID, err = m.stringField(object, "id", raw[fID], true); err != nil {
 		return err
 	}
 	if err := checkIdentifier(c.ID, object); err != nil {
 		return &FieldError{Object: object, Field: "id", Err: err}
 	}
-	if c.Created, err = timeField(object, "created", raw[fCreated], true, strictTime); err != nil {
+	if c.Created, err = timeField(object, "created", raw[fCreated], true, m.strictTime); err != nil {
 		return err
 	}
-	if c.Modified, err = timeField(object, "modified", raw[fModified], true, strictTime); err != nil {
+	if c.Modified, err = timeField(object, "modified", raw[fModified], true, m.strictTime); err != nil {
 		return err
 	}
 	if c.Modified.Before(c.Created) {
@@ -341,34 +362,42 @@ func validObjectType(t string) bool {
 	return t[len(t)-1] != '-'
 }
 
+// validUUID accepts the RFC 4122 form 8-4-4-4-12 in hex digits, with the
+// version (1 to 5) and the variant (10xx) that checkIdentifier requires.
 func validUUID(u string) bool {
-	if len(u) != 36 {
+	if len(u) != 36 || u[8] != '-' || u[13] != '-' || u[18] != '-' || u[23] != '-' {
 		return false
 	}
-	for i := 0; i < 36; i++ {
-		c := u[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		case 14:
-			if c < '1' || c > '5' {
-				return false
-			}
-		case 19:
-			switch c {
-			case '8', '9', 'a', 'b', 'A', 'B':
-			default:
-				return false
-			}
-		default:
-			if !isHex(c) {
-				return false
-			}
+	if v := u[14]; v < '1' || v > '5' {
+		return false
+	}
+	switch u[19] {
+	case '8', '9', 'a', 'b', 'A', 'B':
+	default:
+		return false
+	}
+	return allHex(u[:8]) && allHex(u[9:13]) && allHex(u[14:18]) && allHex(u[19:23]) && allHex(u[24:])
+}
+
+// notHex is 1 for the bytes that are not hex digits.
+var notHex = func() (t [256]uint8) {
+	for c := range t {
+		if !isHex(byte(c)) {
+			t[c] = 1
 		}
 	}
-	return true
+	return t
+}()
+
+// allHex reports whether s is all hex digits. It looks at every byte
+// without branching, which for the short runs of a UUID is several times
+// faster than stopping at the first bad one.
+func allHex(s string) bool {
+	var bad uint8
+	for i := 0; i < len(s); i++ {
+		bad |= notHex[s[i]]
+	}
+	return bad == 0
 }
 
 func newID(typ string) (string, error) {

@@ -3,6 +3,7 @@ package stix
 import (
 	"fmt"
 	"strconv"
+	"sync"
 )
 
 // MaxPatternDepth bounds the nesting of parentheses and brackets. The
@@ -22,6 +23,12 @@ type parser struct {
 	spareObs   *Observation
 	spareCmp   *Comparison
 	spareSteps []PathStep
+
+	// check is set by checkPattern: the parser then only decides whether
+	// the pattern is valid and returns no nodes, only nil. The steps of
+	// each object path, which checkHash looks at, go to spareSteps, again
+	// and again.
+	check bool
 }
 
 // pointNodes is the whole tree of the pattern the bus sees most, one
@@ -55,6 +62,9 @@ func (p *parser) newComparison() *Comparison {
 // newSteps returns an empty step list with room for the usual one or two
 // steps (value, hashes.'SHA-256').
 func (p *parser) newSteps() []PathStep {
+	if p.check {
+		return p.spareSteps[:0]
+	}
 	if s := p.spareSteps; s != nil {
 		p.spareSteps = nil
 		return s
@@ -70,16 +80,43 @@ func (p *parser) newSteps() []PathStep {
 func Parse(s string) (*Pattern, error) {
 	nodes := new(pointNodes)
 	p := &parser{lx: lexer{src: s}, spareObs: &nodes.obs, spareCmp: &nodes.cmp, spareSteps: nodes.steps[:0]}
-	p.advance()
-	root := p.observationExpressions()
-	if p.err == nil && p.tok.kind != tEOF {
-		p.errorf(p.tok.pos, "unexpected %s after the end of the pattern", p.describe(p.tok))
-	}
+	root := p.pattern()
 	if p.err != nil {
 		return nil, p.err
 	}
 	nodes.pattern.Root = root
 	return &nodes.pattern, nil
+}
+
+// checkPattern returns the error Parse(s) would return, without building
+// the tree: for a decoder that only needs the verdict (Validate). It costs
+// no allocation unless the pattern is invalid, has an IN set or an object
+// path of more than four steps, or escapes in a string literal. Nothing of s
+// is kept after the call, so s may alias a buffer that changes afterwards.
+func checkPattern(s string) error {
+	steps := checkSteps.Get().(*[4]PathStep)
+	p := &parser{lx: lexer{src: s}, check: true, spareSteps: steps[:0]}
+	p.pattern()
+	*steps = [4]PathStep{} // drop the references into s
+	checkSteps.Put(steps)
+	if p.err != nil {
+		return p.err
+	}
+	return nil
+}
+
+// checkSteps holds the scratch object path steps of checkPattern; a path
+// with more steps than that allocates.
+var checkSteps = sync.Pool{New: func() any { return new([4]PathStep) }}
+
+// pattern parses the whole pattern.
+func (p *parser) pattern() ObservationExpr {
+	p.advance()
+	root := p.observationExpressions()
+	if p.err == nil && p.tok.kind != tEOF {
+		p.errorf(p.tok.pos, "unexpected %s after the end of the pattern", p.describe(p.tok))
+	}
+	return root
 }
 
 func (p *parser) advance() {
@@ -148,6 +185,13 @@ func (p *parser) obsChain(op ObservationOperator) ObservationExpr {
 	if p.err != nil || p.tok.kind != obsTok(op) {
 		return first
 	}
+	if p.check {
+		for p.err == nil && p.tok.kind == obsTok(op) {
+			p.advance()
+			p.obsOperand(op)
+		}
+		return nil
+	}
 	// Room for two operands: most chains are "A op B".
 	chain := &ObservationOp{Op: op, Operands: append(make([]ObservationExpr, 0, 2), first)}
 	for p.err == nil && p.tok.kind == obsTok(op) {
@@ -170,7 +214,7 @@ func (p *parser) qualifiedObservation() ObservationExpr {
 	if p.err != nil {
 		return nil
 	}
-	var quals *[]Qualifier
+	var quals *[]Qualifier // nil in check mode
 	var node ObservationExpr
 	bracketed := false
 	switch p.tok.kind {
@@ -179,24 +223,32 @@ func (p *parser) qualifiedObservation() ObservationExpr {
 			return nil
 		}
 		p.advance()
-		o := p.newObservation()
-		o.Expr = p.comparisonExpression()
+		expr := p.comparisonExpression()
 		p.expect(tRBrack, "']' to close the observation")
 		p.leave()
-		node, quals, bracketed = o, &o.Qualifiers, true
+		if !p.check {
+			o := p.newObservation()
+			o.Expr = expr
+			node, quals = o, &o.Qualifiers
+		}
+		bracketed = true
 	case tLParen:
 		if !p.enter() {
 			return nil
 		}
 		p.advance()
-		g := &ObservationGroup{Expr: p.observationExpressions()}
+		expr := p.observationExpressions()
 		p.expect(tRParen, "')'")
 		p.leave()
-		node, quals = g, &g.Qualifiers
+		if !p.check {
+			g := &ObservationGroup{Expr: expr}
+			node, quals = g, &g.Qualifiers
+		}
 	default:
 		p.errorf(p.tok.pos, "expected '[' or '(' to start an observation expression, found %s", p.describe(p.tok))
 		return nil
 	}
+	var kinds uint8 // the qualifier kinds seen, one bit each
 	for p.err == nil {
 		qpos := p.tok.pos
 		var q Qualifier
@@ -240,15 +292,14 @@ func (p *parser) qualifiedObservation() ObservationExpr {
 		if p.err != nil {
 			return nil
 		}
-		if bracketed {
-			for _, prev := range *quals {
-				if prev.Kind == q.Kind {
-					p.errorf(qpos, "duplicate %s qualifier on one observation; group it in parentheses to qualify the result again", qualifierName(q.Kind))
-					return nil
-				}
-			}
+		if bracketed && kinds&(1<<q.Kind) != 0 {
+			p.errorf(qpos, "duplicate %s qualifier on one observation; group it in parentheses to qualify the result again", qualifierName(q.Kind))
+			return nil
 		}
-		*quals = append(*quals, q)
+		kinds |= 1 << q.Kind
+		if quals != nil {
+			*quals = append(*quals, q)
+		}
 	}
 	return node
 }
@@ -295,6 +346,13 @@ func (p *parser) cmpChain(op BoolOperator) ComparisonExpr {
 	if p.err != nil || p.tok.kind != want {
 		return first
 	}
+	if p.check {
+		for p.err == nil && p.tok.kind == want {
+			p.advance()
+			p.cmpOperand(op)
+		}
+		return nil
+	}
 	chain := &ComparisonOp{Op: op, Operands: append(make([]ComparisonExpr, 0, 2), first)}
 	for p.err == nil && p.tok.kind == want {
 		p.advance()
@@ -322,17 +380,20 @@ func (p *parser) propTest() ComparisonExpr {
 			return nil
 		}
 		p.advance()
-		g := &ComparisonGroup{Expr: p.comparisonExpression()}
+		expr := p.comparisonExpression()
 		p.expect(tRParen, "')'")
 		p.leave()
-		return g
+		if p.check {
+			return nil
+		}
+		return &ComparisonGroup{Expr: expr}
 	case tEXISTS:
 		p.advance()
-		c := p.newComparison()
-		c.Op, c.Path = OpExists, p.objectPath()
-		return c
+		return p.comparison(Comparison{Op: OpExists, Path: p.objectPath()})
 	}
-	c := p.newComparison()
+	// The comparison is put together here and only then copied into a
+	// node, so that check mode needs no node at all.
+	var c Comparison
 	c.Path = p.objectPath()
 	if p.err != nil {
 		return nil
@@ -370,8 +431,18 @@ func (p *parser) propTest() ComparisonExpr {
 	if p.err != nil {
 		return nil
 	}
-	p.checkHash(c, opTok.pos)
-	return c
+	p.checkHash(&c, opTok.pos)
+	return p.comparison(c)
+}
+
+// comparison returns a node for c, or nil in check mode.
+func (p *parser) comparison(c Comparison) ComparisonExpr {
+	if p.check {
+		return nil
+	}
+	n := p.newComparison()
+	*n = c
+	return n
 }
 
 func (p *parser) primitive(orderable bool) Literal {

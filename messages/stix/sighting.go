@@ -83,21 +83,21 @@ func DecodeSighting(b []byte) (*Sighting, error) {
 		return nil, err
 	}
 	s := &Sighting{Raw: b}
-	if err := s.decode(&f.raw, false); err != nil {
+	if err := s.decode(&f.raw, decodeMode{}); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
 // decode fills in everything but Raw from the collected properties.
-func (s *Sighting) decode(raw *[numObjectFields][]byte, strictTime bool) error {
+func (s *Sighting) decode(raw *[numObjectFields][]byte, m decodeMode) error {
 	s.Count = -1
-	if err := s.Common.decode(TypeSighting, raw, strictTime); err != nil {
+	if err := s.Common.decode(TypeSighting, raw, m); err != nil {
 		return err
 	}
 	const o = TypeSighting
 	var err error
-	if s.SightingOfRef, err = stringField(o, "sighting_of_ref", raw[fSightingOfRef], true); err != nil {
+	if s.SightingOfRef, err = m.stringField(o, "sighting_of_ref", raw[fSightingOfRef], true); err != nil {
 		return err
 	}
 	if err := checkIdentifier(s.SightingOfRef, ""); err != nil {
@@ -108,10 +108,10 @@ func (s *Sighting) decode(raw *[numObjectFields][]byte, strictTime bool) error {
 			return fieldErr(o, "sighting_of_ref", "must reference a STIX Domain Object, not a %s", t)
 		}
 	}
-	if s.FirstSeen, err = timeField(o, "first_seen", raw[fFirstSeen], false, strictTime); err != nil {
+	if s.FirstSeen, err = timeField(o, "first_seen", raw[fFirstSeen], false, m.strictTime); err != nil {
 		return err
 	}
-	if s.LastSeen, err = timeField(o, "last_seen", raw[fLastSeen], false, strictTime); err != nil {
+	if s.LastSeen, err = timeField(o, "last_seen", raw[fLastSeen], false, m.strictTime); err != nil {
 		return err
 	}
 	if !s.FirstSeen.IsZero() && !s.LastSeen.IsZero() && s.LastSeen.Before(s.FirstSeen) {
@@ -130,11 +130,11 @@ func (s *Sighting) decode(raw *[numObjectFields][]byte, strictTime bool) error {
 		}
 		s.Indicator = json.RawMessage(r)
 	}
-	if s.IndicatorValue, err = stringField(o, "x_threatbus_indicator_value", raw[fTBIndicatorValue], false); err != nil {
+	if s.IndicatorValue, err = m.stringField(o, "x_threatbus_indicator_value", raw[fTBIndicatorValue], false); err != nil {
 		return err
 	}
 	s.HasIndicatorValue = raw[fTBIndicatorValue] != nil
-	mt, err := constField(o, "x_threatbus_match_type", raw[fTBMatchType], false, string(MatchLive), string(MatchRetro))
+	mt, err := m.constField(o, "x_threatbus_match_type", raw[fTBMatchType], false, string(MatchLive), string(MatchRetro))
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func (s *Sighting) decode(raw *[numObjectFields][]byte, strictTime bool) error {
 	default:
 		return fieldErr(o, "x_threatbus_match_type", "%q is not LIVE or RETRO", mt)
 	}
-	if s.Source, err = stringField(o, "x_threatbus_source", raw[fTBSource], false); err != nil {
+	if s.Source, err = m.stringField(o, "x_threatbus_source", raw[fTBSource], false); err != nil {
 		return err
 	}
 	if r := raw[fTBContext]; r != nil {

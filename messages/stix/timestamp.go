@@ -35,16 +35,10 @@ func ParseTimestamp(s string) (time.Time, error) {
 	return parseTimestamp(s, false)
 }
 
-func digits[T string | []byte](s T, i, n int) (int, bool) {
-	v := 0
-	for k := i; k < i+n; k++ {
-		c := s[k]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int(c-'0')
-	}
-	return v, true
+// digits2 reads the two decimal digits at s[i:i+2].
+func digits2[T string | []byte](s T, i int) (int, bool) {
+	a, b := s[i]-'0', s[i+1]-'0' // a byte below '0' wraps to above 9
+	return int(a)*10 + int(b), a <= 9 && b <= 9
 }
 
 var pow10 = [...]int{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9}
@@ -75,14 +69,16 @@ func parseTimestamp[T string | []byte](s T, stixOnly bool) (time.Time, error) {
 	if len(s) < 20 {
 		return bad("too short for YYYY-MM-DDThh:mm:ssZ")
 	}
-	year, ok1 := digits(s, 0, 4)
-	month, ok2 := digits(s, 5, 2)
-	day, ok3 := digits(s, 8, 2)
-	hour, ok4 := digits(s, 11, 2)
-	minute, ok5 := digits(s, 14, 2)
-	sec, ok6 := digits(s, 17, 2)
+	century, ok0 := digits2(s, 0)
+	year, ok1 := digits2(s, 2)
+	year += century * 100
+	month, ok2 := digits2(s, 5)
+	day, ok3 := digits2(s, 8)
+	hour, ok4 := digits2(s, 11)
+	minute, ok5 := digits2(s, 14)
+	sec, ok6 := digits2(s, 17)
 	t := s[10]
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || s[4] != '-' || s[7] != '-' ||
+	if !(ok0 && ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || s[4] != '-' || s[7] != '-' ||
 		s[13] != ':' || s[16] != ':' || !(t == 'T' || !stixOnly && t == 't') {
 		return bad("not of the form YYYY-MM-DDThh:mm:ss")
 	}
@@ -124,7 +120,7 @@ func parseTimestamp[T string | []byte](s T, stixOnly bool) (time.Time, error) {
 	if i >= len(s) {
 		return bad("missing time zone (Z)")
 	}
-	loc := time.UTC
+	off := 0 // seconds east of UTC
 	switch z := s[i]; {
 	case z == 'Z' || !stixOnly && z == 'z':
 		i++
@@ -134,16 +130,15 @@ func parseTimestamp[T string | []byte](s T, stixOnly bool) (time.Time, error) {
 		if len(s)-i != 6 || s[i+3] != ':' {
 			return bad("malformed UTC offset")
 		}
-		oh, ok1 := digits(s, i+1, 2)
-		om, ok2 := digits(s, i+4, 2)
+		oh, ok1 := digits2(s, i+1)
+		om, ok2 := digits2(s, i+4)
 		if !ok1 || !ok2 || oh > 23 || om > 59 {
 			return bad("malformed UTC offset")
 		}
-		off := (oh*60 + om) * 60
+		off = (oh*60 + om) * 60
 		if z == '-' {
 			off = -off
 		}
-		loc = time.FixedZone("", off)
 		i += 6
 	default:
 		return bad("unexpected %q where the time zone should be", z)
@@ -151,7 +146,27 @@ func parseTimestamp[T string | []byte](s T, stixOnly bool) (time.Time, error) {
 	if i != len(s) {
 		return bad("unexpected text after the time zone")
 	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc).UTC(), nil
+	// What time.Date(…).UTC() gives, without its normalisation and zone
+	// machinery: the day count is linear in day and the seconds in sec, so
+	// day 31 of a short month and second 60 roll over as they do there.
+	unix := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec-off)
+	return time.Unix(unix, int64(nsec)).UTC(), nil
+}
+
+// daysSinceEpoch is the number of days from 1970-01-01 to the given date of
+// the proleptic Gregorian calendar (negative before it) for years 0 to 9999
+// and any day >= 1 of a month, counting on past the month's end.
+func daysSinceEpoch(year, month, day int) int64 {
+	// Count in years that start on March 1, so that a leap day is the last
+	// day of its year (after H. Hinnant's days_from_civil), and 400 years
+	// late, so that all of it is unsigned and cheap to divide.
+	y, m := uint32(year)+400, uint32(month)
+	if m <= 2 {
+		y, m = y-1, m+12
+	}
+	days := 365*y + y/4 - y/100 + y/400 + (153*(m-3)+2)/5 + uint32(day) - 1
+	// 719468 days from 0000-03-01 to 1970-01-01, 146097 in 400 years.
+	return int64(days) - (719468 + 146097)
 }
 
 // checkSTIXTimestamp holds a valid RFC 3339 timestamp to the form STIX 2.1

@@ -65,13 +65,15 @@ func Validate(b []byte, strict Strict) (typ string, err error) {
 	if d := f.dups & fields; d != 0 {
 		return typ, fieldErr(typ, fieldNames[bits.TrailingZeros32(uint32(d))], "appears more than once")
 	}
-	strictTime := strict&StrictTimestamps != 0
+	// The decoded struct is thrown away: check mode spares copying its
+	// strings and building the pattern's tree.
+	m := decodeMode{strictTime: strict&StrictTimestamps != 0, check: true}
 	if typ == TypeIndicator {
 		var ind Indicator
-		err = ind.decode(&f.raw, strictTime)
+		err = ind.decode(&f.raw, m)
 	} else {
 		var s Sighting
-		err = s.decode(&f.raw, strictTime)
+		err = s.decode(&f.raw, m)
 	}
 	return typ, err
 }

@@ -11,8 +11,14 @@ import (
 	"github.com/threatbus/threatbus/plugins/apps/zmq/internal/zmqfd"
 )
 
-// inBatch bounds the frames read between looks at ctx.
-const inBatch = 4096
+// Sub loop tuning: inBatch bounds the frames read between looks at ctx,
+// pubBatch the objects put on the bus with one hand-off. A batch goes out
+// when it is full or when the socket has nothing more for now, so a quiet
+// app's frame waits for nothing.
+const (
+	inBatch  = 4096
+	pubBatch = 128
+)
 
 // serveSub is the goroutine that owns the SUB socket: it validates what apps
 // publish and hands it to the bus. It closes the socket when ctx ends.
@@ -24,7 +30,8 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 		return err
 	}
 	defer w.Close()
-	publish := typedPublish(bus)
+	out := newPublisher(ctx, st, bus)
+	defer out.flush()
 	for ctx.Err() == nil {
 		n := 0
 		for ; n < inBatch; n++ {
@@ -59,8 +66,9 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 				st.rejected.add(st.logger(), reject(causeMultipart, errors.New("a multipart message: apps send one frame per object")))
 				continue
 			}
-			st.receive(ctx, publish, frame, peer, a.SuppressEcho)
+			st.receive(out, frame, peer, a.SuppressEcho)
 		}
+		out.flush()
 		if n == inBatch {
 			continue
 		}
@@ -71,17 +79,56 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 	return nil
 }
 
-// typedPublish returns how validated objects go on the bus: without a
-// second look for their type where the bus offers that.
-func typedPublish(bus plugins.Bus) func(ctx context.Context, typ string, payload []byte) error {
-	if tp, ok := bus.(plugins.TypedPublisher); ok {
-		return tp.PublishTyped
-	}
-	return func(ctx context.Context, _ string, payload []byte) error { return bus.Publish(ctx, payload) }
+// publisher gathers validated objects and puts them on the bus a batch at
+// a time, through plugins.BatchPublisher where the bus offers it.
+type publisher struct {
+	ctx   context.Context
+	st    *state
+	bus   plugins.Bus
+	batch plugins.BatchPublisher // nil: one Publish per object
+	objs  []plugins.Object
 }
 
-// receive validates and publishes one frame.
-func (s *state) receive(ctx context.Context, publish func(context.Context, string, []byte) error, frame []byte, peer string, suppressEcho bool) {
+func newPublisher(ctx context.Context, st *state, bus plugins.Bus) *publisher {
+	p := &publisher{ctx: ctx, st: st, bus: bus, objs: make([]plugins.Object, 0, pubBatch)}
+	p.batch, _ = bus.(plugins.BatchPublisher)
+	return p
+}
+
+func (p *publisher) add(typ string, payload []byte) {
+	p.objs = append(p.objs, plugins.Object{Type: typ, Payload: payload})
+	if len(p.objs) == pubBatch {
+		p.flush()
+	}
+}
+
+func (p *publisher) flush() {
+	if len(p.objs) == 0 {
+		return
+	}
+	if p.batch != nil {
+		if err := p.batch.PublishBatch(p.ctx, p.objs); err != nil {
+			for range p.objs {
+				p.st.rejected.add(p.st.logger(), reject(causePublish, err))
+			}
+		} else {
+			p.st.accepted.Add(uint64(len(p.objs)))
+		}
+	} else {
+		for _, o := range p.objs {
+			if err := p.bus.Publish(p.ctx, o.Payload); err != nil {
+				p.st.rejected.add(p.st.logger(), reject(causePublish, err))
+				continue
+			}
+			p.st.accepted.Add(1)
+		}
+	}
+	clear(p.objs)
+	p.objs = p.objs[:0]
+}
+
+// receive validates one frame and adds it to what goes on the bus.
+func (s *state) receive(out *publisher, frame []byte, peer string, suppressEcho bool) {
 	msg, rej := decodeFrame(frame)
 	if rej != nil {
 		s.rejected.add(s.logger(), rej)
@@ -94,9 +141,5 @@ func (s *state) receive(ctx context.Context, publish func(context.Context, strin
 	if suppressEcho && peer != "" && msg.snapshotID == "" {
 		s.echoes.add(msg.payload, peer)
 	}
-	if err := publish(ctx, msg.typ, msg.payload); err != nil {
-		s.rejected.add(s.logger(), reject(causePublish, err))
-		return
-	}
-	s.accepted.Add(1)
+	out.add(msg.typ, msg.payload)
 }
