@@ -61,10 +61,6 @@ func main() {
 	case "forwarder":
 		forwarder(*in, *out)
 	case "driver":
-		if *latOnly {
-			latencyOnly(*bin, *runs, *latRate)
-			return
-		}
 		var subs []int
 		for _, f := range strings.Split(*subsFlag, ",") {
 			var n int
@@ -72,6 +68,10 @@ func main() {
 				log.Fatalf("-subs %q: want numbers like 1,10", *subsFlag)
 			}
 			subs = append(subs, n)
+		}
+		if *latOnly {
+			latencyOnly(*bin, *runs, *latRate, *only, subs)
+			return
 		}
 		driver(*bin, *runs, *dur, *latRate, *only, subs)
 	default:
@@ -442,12 +442,18 @@ func driver(bin string, runs int, dur time.Duration, latRate float64, only strin
 	for _, subs := range subCounts {
 		for _, sys := range []string{"threatbus", "forwarder"} {
 			k := key{sys, subs}
-			ratio := median(rates[k]) / median(rates[key{"forwarder", subs}])
+			if len(rates[k]) == 0 { // not measured (-only)
+				continue
+			}
+			ratio := "–"
+			if fwd := rates[key{"forwarder", subs}]; len(fwd) > 0 {
+				ratio = fmt.Sprintf("%.0f%%", 100*median(rates[k])/median(fwd))
+			}
 			loss := ""
 			if lost[k] > 0 {
 				loss = fmt.Sprintf(" (%d lost)", lost[k])
 			}
-			fmt.Printf("| %s | %d | %.0f | %.0f%% | %s | %s%s |\n", sys, subs, median(rates[k]), 100*ratio,
+			fmt.Printf("| %s | %d | %.0f | %s | %s | %s%s |\n", sys, subs, median(rates[k]), ratio,
 				time.Duration(median(p50s[k])).Round(time.Microsecond), time.Duration(median(p99s[k])).Round(time.Microsecond), loss)
 		}
 	}
@@ -481,17 +487,22 @@ func cpuModel() string {
 	return runtime.GOARCH
 }
 
-// latencyOnly measures threatbus's latency alone, for tuning.
-func latencyOnly(bin string, runs int, rate float64) {
-	for _, s := range []*system{startBus(bin), startForwarder()} {
-		latencyRuns(s, runs, rate)
+// latencyOnly measures latency alone (at a given rate, also the CPU use
+// and losses), for tuning.
+func latencyOnly(bin string, runs int, rate float64, only string, subCounts []int) {
+	for i, start := range []func() *system{func() *system { return startBus(bin) }, startForwarder} {
+		if only != "" && only != []string{"threatbus", "forwarder"}[i] {
+			continue
+		}
+		s := start()
+		latencyRuns(s, runs, rate, subCounts)
 		s.stop()
 	}
 }
 
-func latencyRuns(s *system, runs int, rate float64) {
+func latencyRuns(s *system, runs int, rate float64, subCounts []int) {
 	for run := 0; run < runs; run++ {
-		for _, subs := range []int{1, 10} {
+		for _, subs := range subCounts {
 			res := step(s, subs, rate, 5*time.Second)
 			log.Printf("%s, %d subscriber(s), %.0f msgs/s: p50 %s p99 %s max %s, lost %d, cpu %.2f", s.name, subs, rate,
 				time.Duration(res.sub.P50), time.Duration(res.sub.P99), time.Duration(res.sub.Max), res.lost, res.cpu)
