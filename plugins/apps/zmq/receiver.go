@@ -8,16 +8,19 @@ import (
 	zmq4 "github.com/pebbe/zmq4"
 
 	"github.com/threatbus/threatbus/plugins"
+	"github.com/threatbus/threatbus/plugins/apps/zmq/internal/zmqbatch"
 	"github.com/threatbus/threatbus/plugins/apps/zmq/internal/zmqfd"
 )
 
 // Sub loop tuning: inBatch bounds the frames read between looks at ctx,
-// pubBatch the objects put on the bus with one hand-off. A batch goes out
-// when it is full or when the socket has nothing more for now, so a quiet
-// app's frame waits for nothing.
+// recvBatch the frames taken from zmq with one cgo call, pubBatch the
+// objects put on the bus with one hand-off. A batch goes out when it is
+// full or when the socket has nothing more for now, so a quiet app's frame
+// waits for nothing.
 const (
-	inBatch  = 4096
-	pubBatch = 128
+	inBatch   = 4096
+	recvBatch = 128
+	pubBatch  = 128
 )
 
 // serveSub is the goroutine that owns the SUB socket: it validates what apps
@@ -30,46 +33,44 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 		return err
 	}
 	defer w.Close()
+	rcv, err := zmqbatch.New(sock, recvBatch, a.SuppressEcho)
+	if err != nil {
+		return err
+	}
+	defer rcv.Close()
 	out := newPublisher(ctx, st, bus)
 	defer out.flush()
+	frames := make([]zmqbatch.Msg, 0, recvBatch)
+	inMultipart := false // the parts after the first of a multipart message are skipped
 	for ctx.Err() == nil {
 		n := 0
-		for ; n < inBatch; n++ {
-			var (
-				frame []byte
-				peer  string
-				err   error
-			)
-			if a.SuppressEcho {
-				var md map[string]string
-				frame, md, err = sock.RecvBytesWithMetadata(zmq4.DONTWAIT, peerAddress)
-				peer = md[peerAddress]
-			} else {
-				frame, err = sock.RecvBytes(zmq4.DONTWAIT)
-			}
-			if err != nil {
-				if isEAGAIN(err) {
-					break
-				}
+		for n < inBatch {
+			if frames, err = rcv.Recv(frames[:0]); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("zmq: receive on the sub socket: %w", err)
 			}
-			if more, _ := sock.GetRcvmore(); more {
-				for more {
-					if _, err := sock.RecvBytes(0); err != nil {
-						break
-					}
-					more, _ = sock.GetRcvmore()
+			n += len(frames)
+			for i := range frames {
+				f := &frames[i]
+				switch {
+				case inMultipart:
+					inMultipart = f.More
+				case f.More:
+					inMultipart = true
+					st.rejected.add(st.logger(), reject(causeMultipart, errors.New("a multipart message: apps send one frame per object")))
+				default:
+					st.receive(out, f.Data, f.Peer, a.SuppressEcho)
 				}
-				st.rejected.add(st.logger(), reject(causeMultipart, errors.New("a multipart message: apps send one frame per object")))
-				continue
+				*f = zmqbatch.Msg{}
 			}
-			st.receive(out, frame, peer, a.SuppressEcho)
+			if len(frames) < recvBatch { // the socket has nothing more for now
+				break
+			}
 		}
 		out.flush()
-		if n == inBatch {
+		if n >= inBatch {
 			continue
 		}
 		if _, err := w.Readable(sock, pollPeriod); err != nil {
