@@ -26,7 +26,7 @@ func FuzzParsePattern(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		p, err := Parse(s)
+		p, err := parseChecked(t, s)
 		if err != nil {
 			var pe *PatternError
 			if !errors.As(err, &pe) {

@@ -3,6 +3,7 @@ package stix
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -49,9 +50,20 @@ func patternFiles(t testing.TB, prefix string) []string {
 
 func mustParse(t testing.TB, s string) *Pattern {
 	t.Helper()
-	p, err := Parse(s)
+	p, err := parseChecked(t, s)
 	if err != nil {
 		t.Fatalf("Parse(%q): %v", s, err)
 	}
 	return p
+}
+
+// parseChecked is Parse, and checkPattern (Validate's parser, which builds
+// no tree) must return the very same error.
+func parseChecked(t testing.TB, s string) (*Pattern, error) {
+	t.Helper()
+	p, err := Parse(s)
+	if cerr := checkPattern(s); !reflect.DeepEqual(cerr, err) {
+		t.Fatalf("checkPattern(%q) = %v, Parse: %v", s, cerr, err)
+	}
+	return p, err
 }

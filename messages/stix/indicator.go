@@ -70,7 +70,7 @@ func DecodeIndicator(b []byte) (*Indicator, error) {
 }
 
 // decode fills in everything but Raw from the collected properties, and in
-// check mode all of it but Parsed too.
+// check mode (see decodeMode) everything but Parsed too.
 func (ind *Indicator) decode(raw *[numObjectFields][]byte, m decodeMode) error {
 	if err := ind.Common.decode(TypeIndicator, raw, m); err != nil {
 		return err
@@ -124,7 +124,7 @@ func (ind *Indicator) decode(raw *[numObjectFields][]byte, m decodeMode) error {
 func NewIndicator(pattern string, validFrom time.Time, opts ...Option) (*Indicator, error) {
 	b := &builder{object: TypeIndicator, reservedProperties: reserved(
 		"pattern", "pattern_type", "pattern_version", "valid_from", "valid_until", "x_threatbus_update")}
-	if _, err := Parse(pattern); err != nil {
+	if err := checkPattern(pattern); err != nil {
 		return nil, &FieldError{Object: TypeIndicator, Field: "pattern", Err: err}
 	}
 	if err := b.start(opts); err != nil {

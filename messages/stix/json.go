@@ -411,13 +411,13 @@ func decodeString(raw []byte) (string, bool) {
 // looked at while raw is: the result aliases raw, so it must be kept
 // neither beyond raw's lifetime nor past any change to raw. ok is false
 // where decodeString would have to build a new string (escapes, invalid
-// UTF-8) or fail.
-func viewString(raw []byte) (string, bool) {
+// UTF-8) or fail. validUTF8 says that raw is known to be valid UTF-8.
+func viewString(raw []byte, validUTF8 bool) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
 	inner := raw[1 : len(raw)-1]
-	if bytes.IndexByte(inner, '\\') >= 0 || !utf8.Valid(inner) {
+	if bytes.IndexByte(inner, '\\') >= 0 || !validUTF8 && !utf8.Valid(inner) {
 		return "", false
 	}
 	return unsafe.String(unsafe.SliceData(inner), len(inner)), true

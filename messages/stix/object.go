@@ -212,12 +212,16 @@ type decodeMode struct {
 	// so the decoded struct must not outlive the call, and a "stix"
 	// pattern is checked but not parsed into Parsed.
 	check bool
+	// utf8 says that every string in the message is known to be valid
+	// UTF-8 (StrictUTF8), which spares check mode looking again.
+	utf8 bool
 }
 
-// stringField is the stringField of the mode.
+// stringField is stringField, except that check mode returns a view of raw
+// instead of a copy where it can (see viewString).
 func (m decodeMode) stringField(object, name string, raw []byte, required bool) (string, error) {
 	if m.check {
-		if s, ok := viewString(raw); ok {
+		if s, ok := viewString(raw, m.utf8); ok {
 			return s, nil
 		}
 	}

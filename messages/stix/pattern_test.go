@@ -39,7 +39,7 @@ func TestPatternTestdataInvalid(t *testing.T) {
 	for _, file := range patternFiles(t, "invalid-") {
 		for i, line := range patternLines(t, file) {
 			t.Run(fmt.Sprintf("%s:%d", file, i+1), func(t *testing.T) {
-				p, err := Parse(line)
+				p, err := parseChecked(t, line)
 				if err == nil {
 					t.Fatalf("Parse(%q) accepted an invalid pattern: %s", line, p)
 				}
@@ -105,7 +105,7 @@ func TestParseErrorColumns(t *testing.T) {
 		{"[file:hashes.sha256 IN ('f00')]", 21, "not a valid SHA-256 hash"},
 	}
 	for _, tc := range tests {
-		_, err := Parse(tc.in)
+		_, err := parseChecked(t, tc.in)
 		var pe *PatternError
 		if !errors.As(err, &pe) {
 			t.Errorf("Parse(%q) = %v, want a *PatternError", tc.in, err)
@@ -219,7 +219,7 @@ func TestOperators(t *testing.T) {
 		checkRoundTrip(t, p)
 	}
 	for _, bad := range []string{"[x:a LIKE 1]", "[x:a MATCHES x:b]", "[x:a ISSUBSET ('a')]", "[x:a IN 1]", "[x:a = x:b]", "[x:a NOT NOT = 1]", "[NOT x:a = 1]", "[x:a =! 1]"} {
-		if _, err := Parse(bad); err == nil {
+		if _, err := parseChecked(t, bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
 	}
@@ -280,7 +280,7 @@ func TestLiterals(t *testing.T) {
 		"[x:a = t'2024-01-15t12:30:45Z']", "[x:a = t'2024-01-15T12:30:45.Z']",
 		"[x:a = -]", "[x:a = +]", "[x:a = \"x\"]",
 	} {
-		if _, err := Parse(bad); err == nil {
+		if _, err := parseChecked(t, bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
 	}
@@ -320,7 +320,7 @@ func TestObjectPaths(t *testing.T) {
 		"[AND:a = 1]", "[x:AND = 1]", "[x:a-b = 1]", "[x:a.b-c = 1]", "[x:a.[0] = 1]", "[x:[0] = 1]",
 		"['x':a = 1]", "[x:a. = 1]", "[x:a[*.b = 1]", "[1x:a = 1]", "[x:a..b = 1]", "[x:a.5 = 1]",
 	} {
-		if _, err := Parse(bad); err == nil {
+		if _, err := parseChecked(t, bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
 	}
@@ -359,7 +359,7 @@ func TestQualifiers(t *testing.T) {
 		"[x:a = 1] REPEATS +0.5 TIMES",
 		"WITHIN 5 SECONDS [x:a = 1]",
 	} {
-		if _, err := Parse(bad); err == nil {
+		if _, err := parseChecked(t, bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
 	}
@@ -387,7 +387,7 @@ func TestDepthLimit(t *testing.T) {
 		"[" + strings.Repeat("(", 1_000_000),
 	} {
 		start := time.Now()
-		_, err := Parse(in)
+		_, err := parseChecked(t, in)
 		var pe *PatternError
 		if !errors.As(err, &pe) || !strings.Contains(pe.Msg, "nesting deeper") {
 			t.Errorf("deep input (%d bytes): err = %v", len(in), err)

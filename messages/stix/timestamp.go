@@ -158,14 +158,15 @@ func parseTimestamp[T string | []byte](s T, stixOnly bool) (time.Time, error) {
 // and any day >= 1 of a month, counting on past the month's end.
 func daysSinceEpoch(year, month, day int) int64 {
 	// Count in years that start on March 1, so that a leap day is the last
-	// day of its year (after H. Hinnant's days_from_civil), and 400 years
-	// late, so that all of it is unsigned and cheap to divide.
+	// day of its year (after H. Hinnant's days_from_civil), and from the
+	// year -400, so that all of it is unsigned and cheap to divide.
 	y, m := uint32(year)+400, uint32(month)
 	if m <= 2 {
 		y, m = y-1, m+12
 	}
 	days := 365*y + y/4 - y/100 + y/400 + (153*(m-3)+2)/5 + uint32(day) - 1
-	// 719468 days from 0000-03-01 to 1970-01-01, 146097 in 400 years.
+	// 146097 days from -400-03-01 to 0000-03-01, 719468 from there to
+	// 1970-01-01.
 	return int64(days) - (719468 + 146097)
 }
 

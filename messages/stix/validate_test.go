@@ -174,3 +174,19 @@ func FuzzValidate(f *testing.F) {
 		checkValidate(t, b, Strict(strict)&(StrictUTF8|StrictTimestamps))
 	})
 }
+
+// TestValidateDoesNotAllocate: Validate runs on every frame an app
+// publishes, and for a valid indicator or sighting it only reads the bytes.
+func TestValidateDoesNotAllocate(t *testing.T) {
+	for _, file := range []string{"indicator-opencti-style.json", "indicator-domain.json", "sighting-zeek.json", "sighting-vast-retro.json"} {
+		b := readTestdata(t, "stix/"+file)
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := Validate(b, StrictUTF8|StrictTimestamps); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("Validate(%s) allocates %v times per call, want 0", file, allocs)
+		}
+	}
+}
