@@ -138,6 +138,11 @@ func (s *state) enqueue(ctx context.Context, f outFrame) error {
 		return errClosed
 	}
 	c.inflight.Add(1)
+	select { // the usual case, without the cost of a two-way select
+	case s.out <- f:
+		return nil
+	default:
+	}
 	select {
 	case s.out <- f:
 	case <-ctx.Done():
