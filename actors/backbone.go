@@ -3,7 +3,9 @@ package actors
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -20,24 +22,33 @@ type backboneActor struct {
 	plugin plugins.Backbone
 	cancel context.CancelFunc
 	out    *coalescer
+	// rest is what a crash left of a batch: shared by the actor's
+	// incarnations, and published first by the next one.
+	rest *[]*messages.Envelope
 }
 
 // coalescer is the deliver func a backbone plugin gets. While the actor
 // hands the plugin a batch, what the plugin delivers (at once, for inmem
 // and a cluster's own messages; from another goroutine, for what arrives
-// meanwhile) is gathered and goes to the router as one Deliver when the
-// batch is done; otherwise each delivery goes on by itself. Order is that
-// of the calls to deliver either way.
-// maxHeld bounds a held batch: a plugin that blocks in Publish (a broker
-// pushing back) must not hold up what it delivers meanwhile for long.
-const maxHeld = 1024
-
+// meanwhile) is gathered and goes to the router as one Deliver; otherwise
+// each delivery goes on by itself. Order is that of the calls to deliver
+// either way. What is held goes on when the batch is done, when maxHeld
+// envelopes are held, and after a Publish call that ends more than maxHold
+// after the hold began: a plugin that blocks in Publish (a broker pushing
+// back) does not hold up what it delivers meanwhile beyond that call.
 type coalescer struct {
 	mu      sync.Mutex
 	holding bool
+	since   time.Time // when the current hold began
 	held    []*messages.Envelope
 	send    func(*messages.Deliver)
 }
+
+// Bounds of a hold.
+const (
+	maxHeld = 1024
+	maxHold = time.Millisecond
+)
 
 func (c *coalescer) deliver(env *messages.Envelope) {
 	c.mu.Lock()
@@ -58,7 +69,20 @@ func (c *coalescer) deliver(env *messages.Envelope) {
 
 func (c *coalescer) hold() {
 	c.mu.Lock()
-	c.holding = true
+	c.holding, c.since = true, time.Now()
+	c.mu.Unlock()
+}
+
+// tick releases what is held if the hold has lasted maxHold, and holds on.
+func (c *coalescer) tick() {
+	c.mu.Lock()
+	if now := time.Now(); now.Sub(c.since) >= maxHold {
+		if len(c.held) > 0 {
+			c.send(&messages.Deliver{Envelopes: c.held})
+			c.held = nil
+		}
+		c.since = now
+	}
 	c.mu.Unlock()
 }
 
@@ -73,8 +97,9 @@ func (c *coalescer) release() {
 }
 
 func newBackbone(rt *runtime) actor.Producer {
+	rest := new([]*messages.Envelope)
 	return func() actor.Actor {
-		return &backboneActor{rt: rt, plugin: rt.cfg.Backbone.Plugin.(plugins.Backbone)}
+		return &backboneActor{rt: rt, plugin: rt.cfg.Backbone.Plugin.(plugins.Backbone), rest: rest}
 	}
 }
 
@@ -108,6 +133,10 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 			panic(err)
 		}
 		b.rt.plugins.set(b.rt.cfg.Backbone.Name, stateRunning)
+		if rest := *b.rest; len(rest) > 0 {
+			*b.rest = nil
+			b.publish(rest)
+		}
 	case *actor.Stopping:
 		b.rt.plugins.set(b.rt.cfg.Backbone.Name, stateStopping)
 		b.stop()
@@ -119,13 +148,27 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 	}
 }
 
+// publish hands envs to the plugin in order. A panic in the plugin loses
+// the envelope it was given (counted) and restarts the actor; the envelopes
+// after it wait in rest for the next incarnation, which publishes them
+// before anything else in its mailbox.
 func (b *backboneActor) publish(envs []*messages.Envelope) {
 	b.out.hold()
 	defer b.out.release() // also when the plugin panics
-	for _, env := range envs {
-		if err := b.plugin.Publish(context.Background(), env); err != nil {
-			b.rt.drops.add("backbone_error", "backbone", b.rt.cfg.Backbone.Name, "error", err)
-		}
+	for i, env := range envs {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					*b.rest = envs[i+1:]
+					b.rt.drops.add("actor_crash", "actor", "backbone")
+					panic(countedPanic{v: r, stack: debug.Stack()})
+				}
+			}()
+			if err := b.plugin.Publish(context.Background(), env); err != nil {
+				b.rt.drops.add("backbone_error", "backbone", b.rt.cfg.Backbone.Name, "error", err)
+			}
+		}()
+		b.out.tick()
 	}
 }
 

@@ -3,6 +3,7 @@ package actors
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/threatbus/threatbus/messages"
 )
@@ -46,6 +47,26 @@ func TestCoalescer(t *testing.T) {
 	c.release()
 	if len(sent) != 2 || len(sent[1].Envelopes) != 1 {
 		t.Fatal("the rest was not released")
+	}
+
+	// A hold that lasts (a plugin blocked in Publish) lets go after each
+	// Publish call past maxHold.
+	sent = nil
+	c.hold()
+	c.deliver(env(0))
+	c.tick()
+	if len(sent) != 0 {
+		t.Fatal("released before maxHold")
+	}
+	time.Sleep(2 * maxHold)
+	c.tick()
+	if len(sent) != 1 {
+		t.Fatal("held past maxHold")
+	}
+	c.deliver(env(1))
+	c.release()
+	if len(sent) != 2 {
+		t.Fatal("not released at the end")
 	}
 }
 

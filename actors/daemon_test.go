@@ -83,7 +83,11 @@ func TestBadInputIsCountedAndLoggedOnce(t *testing.T) {
 	b.Subscribe(t, rec, "")
 	for i := 0; i < 5; i++ {
 		b.Daemon.SendTo("router", &messages.Publish{Envelopes: []*messages.Envelope{{Id: "x"}}})
-		b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{{}}})
+		if i%2 == 0 { // an invalid envelope, or none
+			b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{{}}})
+		} else {
+			b.Daemon.SendTo("router", &messages.Deliver{})
+		}
 		b.Daemon.SendTo("router", "a string")
 		b.Daemon.SendTo("bus", 42)
 		b.Daemon.SendTo("apps", struct{}{})
@@ -720,18 +724,82 @@ func TestRouterDeduplicatesBatches(t *testing.T) {
 		return &messages.Envelope{Version: messages.EnvelopeVersion_ENVELOPE_VERSION_1, Id: id, Topic: messages.TopicIndicator,
 			Type: messages.TypeIndicator, Payload: bustest.Indicator(t, seq), Origin: "test"}
 	}
-	e1, e2, e3 := env("x-1", 1), env("x-2", 2), env("x-3", 3)
-	b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{e1, e1, e2}})
-	b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{e2, e3}})
-	rec.WaitLen(t, 3)
-	rec.Quiet(t, 3, 100*time.Millisecond)
+	// Ids of another bus process (the per-process window) and of another
+	// form (the hashed ring).
+	ids := []string{"0123456789abcdef-1", "0123456789abcdef-2", "0123456789abcdef-3", "x-1", "x-2", "x-3"}
+	var envs []*messages.Envelope
+	for i, id := range ids {
+		envs = append(envs, env(id, i))
+	}
+	for k := 0; k < 2; k++ {
+		e := envs[3*k : 3*k+3]
+		b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{e[0], e[0], e[1]}})
+		b.Daemon.SendTo("router", &messages.Deliver{Envelopes: []*messages.Envelope{e[1], e[2]}})
+	}
+	rec.WaitLen(t, 6)
+	rec.Quiet(t, 6, 100*time.Millisecond)
 	for i, m := range rec.Messages() {
-		if want := []string{"x-1", "x-2", "x-3"}[i]; m.Id != want {
-			t.Fatalf("message %d: %s, want %s", i, m.Id, want)
+		if m.Id != ids[i] {
+			t.Fatalf("message %d: %s, want %s", i, m.Id, ids[i])
 		}
 	}
-	if n := b.Daemon.Stats().Deduplicated["router"]; n != 2 {
-		t.Fatalf("deduplicated %d, want 2", n)
+	if n := b.Daemon.Stats().Deduplicated["router"]; n != 4 {
+		t.Fatalf("deduplicated %d, want 4", n)
+	}
+}
+
+// panickyBackbone is inmem, except that Publish panics once on the
+// payload it is told.
+type panickyBackbone struct {
+	inmem.Backbone
+	on     []byte
+	struck atomic.Bool
+}
+
+func (b *panickyBackbone) Publish(ctx context.Context, env *messages.Envelope) error {
+	if bytes.Equal(env.Payload, b.on) && b.struck.CompareAndSwap(false, true) {
+		panic("test: backbone fails on one message")
+	}
+	return b.Backbone.Publish(ctx, env)
+}
+
+// TestBackbonePanicLosesOneMessageOfABatch: a backbone that panics on one
+// envelope of a batch loses that one, counted; the rest of the batch is
+// published after the restart, in order, before anything sent later.
+func TestBackbonePanicLosesOneMessageOfABatch(t *testing.T) {
+	var payloads [][]byte
+	for i := 0; i < 8; i++ {
+		payloads = append(payloads, bustest.Indicator(t, i))
+	}
+	bb := &panickyBackbone{on: payloads[2]}
+	b := bustest.Start(t, bb, bustest.Options{Configure: func(c *config.Config) {
+		c.Supervision.BackoffMin = config.Duration(time.Millisecond)
+		c.Supervision.BackoffMax = config.Duration(5 * time.Millisecond)
+	}})
+	rec := bustest.NewRecorder("sub")
+	b.Subscribe(t, rec, messages.TopicIndicator)
+	var objs []plugins.Object
+	for _, p := range payloads[:6] {
+		objs = append(objs, plugins.Object{Type: messages.TypeIndicator, Payload: p})
+	}
+	if err := b.Bus.(plugins.BatchPublisher).PublishBatch(context.Background(), objs); err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(t, payloads[6])
+	b.Publish(t, payloads[7])
+	rec.WaitLen(t, 7)
+	rec.Quiet(t, 7, 100*time.Millisecond)
+	for i, m := range rec.Messages() {
+		want := i
+		if i >= 2 {
+			want = i + 1
+		}
+		if !bytes.Equal(m.Payload, payloads[want]) {
+			t.Fatalf("message %d: %s, want indicator %d", i, m.Payload, want)
+		}
+	}
+	if n := b.Daemon.Stats().Drops["actor_crash"]; n != 1 {
+		t.Fatalf("actor_crash %d, want 1", n)
 	}
 }
 

@@ -25,8 +25,8 @@ type dedup struct {
 }
 
 // maxOrigins bounds the windows kept: each bus process that published
-// recently has one (of n/8 bytes); the one heard from least recently goes
-// first.
+// recently has one (of n/8 bytes: 8 KiB for the default window, 2 MiB for
+// all of them); the one heard from least recently goes first.
 const maxOrigins = 256
 
 // window is one publishing process's recent counters.
@@ -83,8 +83,14 @@ func (w *window) add(c uint64) (duplicate bool) {
 		if c-w.max >= size {
 			clear(w.bits)
 		} else {
-			for x := w.max + 1; x < c; x++ {
+			for x := w.max + 1; x < c; {
+				if x%64 == 0 && c-x >= 64 { // a whole word at once
+					w.bits[(x%size)/64] = 0
+					x += 64
+					continue
+				}
 				w.bits[(x%size)/64] &^= 1 << (x % 64)
+				x++
 			}
 		}
 		w.max = c

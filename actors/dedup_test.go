@@ -60,6 +60,19 @@ func TestDedupOriginWindow(t *testing.T) {
 	if d.add(id(g1, 5000)) || d.add(id(g1, 1010)) || !d.add(id(g1, 5000)) {
 		t.Fatal("after a jump")
 	}
+	// A jump within the window (over more than a word of the bitmap)
+	// forgets only what it passes over.
+	if d.add(id(g1, 4990)) || !d.add(id(g1, 4990)) {
+		t.Fatal("setup")
+	}
+	if d.add(id(g1, 5100)) || !d.add(id(g1, 5000)) || !d.add(id(g1, 4990)) {
+		t.Fatal("a jump within the window forgot what came before it")
+	}
+	for c := uint64(5001); c < 5100; c++ {
+		if d.add(id(g1, c)) {
+			t.Fatalf("%d, passed over by a jump, seen as duplicate", c)
+		}
+	}
 	if len(d.origins) != 2 || len(d.other.slot) != 0 {
 		t.Fatalf("%d origins, %d other ids", len(d.origins), len(d.other.slot))
 	}

@@ -12,8 +12,8 @@ import (
 // this bus. It never blocks: sending to a subscriber only enqueues.
 //
 // A failure of the router resumes it (see the supervision policy in doc.go):
-// a crash while routing one message loses that message and nothing else, and
-// no subscriber has to notice.
+// a crash while routing loses the batch it was routing (counted) and nothing
+// else, and no subscriber has to notice.
 type routerActor struct {
 	rt       *runtime
 	backbone *actor.PID
@@ -115,6 +115,10 @@ func filter(envs []*messages.Envelope, keep func(*messages.Envelope) bool) []*me
 }
 
 func (r *routerActor) publish(ctx actor.Context, m *messages.Publish) {
+	if len(m.Envelopes) == 0 {
+		r.rt.faults.add("router:invalid_publish", "error", "no envelopes")
+		return
+	}
 	envs := filter(m.Envelopes, func(env *messages.Envelope) bool {
 		if err := env.Validate(); err != nil {
 			r.rt.faults.add("router:invalid_publish", "error", err)
@@ -136,6 +140,10 @@ func (r *routerActor) publish(ctx actor.Context, m *messages.Publish) {
 // envelopes in the order of the batch; when all envelopes go to the same
 // subscribers (a burst of one topic), they share one Deliver.
 func (r *routerActor) deliver(ctx actor.Context, envs []*messages.Envelope) {
+	if len(envs) == 0 {
+		r.rt.faults.add("router:invalid_delivery", "error", "no envelopes")
+		return
+	}
 	envs = filter(envs, func(env *messages.Envelope) bool {
 		if err := env.Validate(); err != nil {
 			r.rt.faults.add("router:invalid_delivery", "error", err)

@@ -123,6 +123,13 @@ type crashRequest struct{ reason string }
 
 func (c *crashRequest) Error() string { return "injected crash: " + c.reason }
 
+// countedPanic carries a panic, and its stack, whose lost messages the
+// actor has counted.
+type countedPanic struct {
+	v     any
+	stack []byte
+}
+
 // recoverMiddleware logs a panic with its stack (protoactor logs it without
 // one, at INFO) and re-panics so supervision handles it.
 func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
@@ -133,16 +140,22 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 					rt.panics.add(who)
 					// The bus messages it held are lost: a batch
 					// may have been partly handed on, so this counts
-					// at most that many too many.
-					switch m := env.Message.(type) {
-					case *messages.Publish:
-						rt.drops.addN("actor_crash", uint64(len(m.Envelopes)), "actor", who)
-					case *messages.Deliver:
-						rt.drops.addN("actor_crash", uint64(len(m.Envelopes)), "actor", who)
+					// at most that many too many. An actor that kept
+					// the rest of its batch counted its loss itself.
+					stack := debug.Stack()
+					if cp, ok := r.(countedPanic); ok {
+						r, stack = cp.v, cp.stack
+					} else {
+						switch m := env.Message.(type) {
+						case *messages.Publish:
+							rt.drops.addN("actor_crash", uint64(len(m.Envelopes)), "actor", who)
+						case *messages.Deliver:
+							rt.drops.addN("actor_crash", uint64(len(m.Envelopes)), "actor", who)
+						}
 					}
 					rt.log.Error("actor panicked; its supervisor decides what happens next",
 						"actor", who, "panic", fmt.Sprint(r), "message", fmt.Sprintf("%T", env.Message),
-						"stack", string(debug.Stack()))
+						"stack", string(stack))
 					panic(r)
 				}
 			}()

@@ -57,7 +57,8 @@ func (s *subState) stats() plugins.SubscriptionStats {
 			st.Dropped[r] = n
 		}
 	}
-	st.Queued = int(s.enqueued.Load() - s.dequeued.Load())
+	deq := s.dequeued.Load() // first: enqueued only grows past it
+	st.Queued = int(s.enqueued.Load() - deq)
 	return st
 }
 
@@ -278,17 +279,20 @@ func (s *outbox) startWriter() {
 	go s.write(ctx, s.q, s.done)
 }
 
-// writeBatch bounds what the writer takes from the outbox at a time.
-const writeBatch = 256
+// writeBatch bounds what the writer takes from the outbox at a time: what
+// it took can no longer be dropped for newer messages, so it is at most a
+// sixteenth of the outbox.
+func writeBatch(outbox int) int { return min(256, max(1, outbox/16)) }
 
 // write is the writer goroutine: it owns the sink. It takes the outbox's
 // entries a batch at a time, one lock for many messages.
 func (s *outbox) write(ctx context.Context, q *ringQueue, done chan<- struct{}) {
 	defer close(done)
-	batch := make([]outItem, 0, writeBatch)
+	n := writeBatch(q.max)
+	batch := make([]outItem, 0, n)
 	for {
 		var closed bool
-		batch, closed = q.popN(batch[:0], writeBatch)
+		batch, closed = q.popN(batch[:0], n)
 		if len(batch) == 0 {
 			if closed {
 				return

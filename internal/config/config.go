@@ -81,7 +81,8 @@ type Chaos struct {
 	Enabled bool `toml:"enabled"`
 	// Targets are plugin names (an app, the backbone) or "router".
 	Targets []string `toml:"targets"`
-	// Probability that a target panics on a message it receives.
+	// Probability that a target panics on a message it receives (a batch
+	// of envelopes counts as one message).
 	Probability float64 `toml:"probability"`
 	// Interval makes every target panic once per interval.
 	Interval Duration `toml:"interval"`

@@ -45,12 +45,7 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 	for ctx.Err() == nil {
 		n := 0
 		for n < inBatch {
-			if frames, err = rcv.Recv(frames[:0]); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("zmq: receive on the sub socket: %w", err)
-			}
+			frames, err = rcv.Recv(frames[:0])
 			n += len(frames)
 			for i := range frames {
 				f := &frames[i]
@@ -64,6 +59,12 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 					st.receive(out, f.Data, f.Peer, a.SuppressEcho)
 				}
 				*f = zmqbatch.Msg{}
+			}
+			if err != nil { // after handling what came before it
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("zmq: receive on the sub socket: %w", err)
 			}
 			if len(frames) < recvBatch { // the socket has nothing more for now
 				break

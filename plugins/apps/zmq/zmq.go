@@ -29,6 +29,7 @@ import (
 
 	"github.com/threatbus/threatbus/internal/config"
 	"github.com/threatbus/threatbus/plugins"
+	"github.com/threatbus/threatbus/plugins/apps/zmq/internal/zmqbatch"
 )
 
 //go:embed sample.conf
@@ -320,6 +321,10 @@ func (a *App) openSockets(zctx *zmq4.Context, hosts []string) (_ *sockets, err e
 		return nil, err
 	}
 	if err := s.sub.SetRcvhwm(a.ReceiveHWM); err != nil {
+		return nil, fmt.Errorf("zmq: configure the sub socket: %w", err)
+	}
+	// libzmq drops a peer that sends more than the sub loop takes.
+	if err := s.sub.SetMaxmsgsize(zmqbatch.MaxSize); err != nil {
 		return nil, fmt.Errorf("zmq: configure the sub socket: %w", err)
 	}
 	for _, f := range []string{topicSTIXPrefix, topicSnapshotEnvelope} {

@@ -57,7 +57,9 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"runtime"
 	"syscall"
 	"unsafe"
 
@@ -77,6 +79,7 @@ type Msg struct {
 // Receiver receives from one socket. Like the socket, it must be used
 // from one goroutine at a time, and not after the socket is closed.
 type Receiver struct {
+	so   *zmq4.Socket // kept reachable: pebbe's finalizer closes the socket
 	sock unsafe.Pointer
 	msgs *C.tb_msg // n of them, in C memory
 	n    int
@@ -97,7 +100,7 @@ func New(so *zmq4.Socket, n int, peer bool) (*Receiver, error) {
 	if msgs == nil {
 		return nil, errors.New("zmqbatch: out of memory")
 	}
-	return &Receiver{sock: sock, msgs: msgs, n: n, peer: peer}, nil
+	return &Receiver{so: so, sock: sock, msgs: msgs, n: n, peer: peer}, nil
 }
 
 // handle returns the libzmq socket behind so. pebbe/zmq4 does not export
@@ -114,18 +117,32 @@ func handle(so *zmq4.Socket) (unsafe.Pointer, error) {
 	return p, nil
 }
 
+// MaxSize is the largest message a Receiver takes. Set ZMQ_MAXMSGSIZE to
+// at most this, so that libzmq refuses larger ones from the peer.
+const MaxSize = math.MaxInt32
+
 // Recv appends to dst the messages waiting on the socket, up to the
 // Receiver's capacity, without blocking. It returns dst unchanged and a nil
-// error when none is waiting.
+// error when none is waiting. On an error, dst holds what was received
+// before it.
 func (r *Receiver) Recv(dst []Msg) ([]Msg, error) {
+	if r.msgs == nil {
+		return dst, errors.New("zmqbatch: receive after Close")
+	}
+	defer runtime.KeepAlive(r.so)
 	want := C.int(0)
 	if r.peer {
 		want = 1
 	}
 	var errno C.int
 	k := int(C.tb_recv(r.sock, r.msgs, C.int(r.n), want, &errno))
+	var tooLarge error
 	if k > 0 {
 		for _, m := range unsafe.Slice(r.msgs, k) {
+			if m.size > MaxSize {
+				tooLarge = fmt.Errorf("zmqbatch: a message of %d bytes: ZMQ_MAXMSGSIZE is not set to at most %d", uint64(m.size), MaxSize)
+				break
+			}
 			msg := Msg{Data: C.GoBytes(m.data, C.int(m.size)), More: m.more != 0}
 			if m.peer != nil {
 				msg.Peer = C.GoString(m.peer)
@@ -133,6 +150,9 @@ func (r *Receiver) Recv(dst []Msg) ([]Msg, error) {
 			dst = append(dst, msg)
 		}
 		C.tb_close(r.msgs, C.int(k))
+	}
+	if tooLarge != nil {
+		return dst, tooLarge
 	}
 	switch e := syscall.Errno(errno); {
 	case e == 0, e == syscall.EAGAIN, e == syscall.EINTR:
