@@ -139,6 +139,10 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		b.rt.plugins.set(b.rt.cfg.Backbone.Name, stateStopping)
+		if n := len(*b.rest); n > 0 { // a crash's leftovers that no incarnation published
+			b.rt.drops.addN("actor_crash", uint64(n), "actor", "backbone")
+			*b.rest = nil
+		}
 		b.stop()
 	case *actor.Restarting:
 		b.stop()

@@ -181,6 +181,9 @@ func (r *routerActor) deliver(ctx actor.Context, envs []*messages.Envelope) {
 		return
 	}
 	// Mixed topics with different subscribers: a batch per subscriber.
+	// (Reset first as well: a resumed router may have crashed mid-split.)
+	r.groups = r.groups[:0]
+	clear(r.groupOf)
 	for _, env := range envs {
 		for _, pid := range r.table.match(env.Topic) {
 			i, ok := r.groupOf[pid]
