@@ -39,7 +39,7 @@ type backboneActor struct {
 type coalescer struct {
 	mu      sync.Mutex
 	holding bool
-	since   time.Time // when the current hold began
+	since   time.Time // when the current hold began; the actor's goroutine only
 	held    []*messages.Envelope
 	send    func(*messages.Deliver)
 }
@@ -74,15 +74,19 @@ func (c *coalescer) hold() {
 }
 
 // tick releases what is held if the hold has lasted maxHold, and holds on.
+// Called after every Publish: since belongs to the actor's goroutine (only
+// hold and tick use it), so the common case takes no lock.
 func (c *coalescer) tick() {
-	c.mu.Lock()
-	if now := time.Now(); now.Sub(c.since) >= maxHold {
-		if len(c.held) > 0 {
-			c.send(&messages.Deliver{Envelopes: c.held})
-			c.held = nil
-		}
-		c.since = now
+	now := time.Now()
+	if now.Sub(c.since) < maxHold {
+		return
 	}
+	c.mu.Lock()
+	if len(c.held) > 0 {
+		c.send(&messages.Deliver{Envelopes: c.held})
+		c.held = nil
+	}
+	c.since = now
 	c.mu.Unlock()
 }
 

@@ -106,7 +106,7 @@ func (q *ringQueue) popN(dst []outItem, max int) (out []outItem, closed bool) {
 	return dst, false
 }
 
-// close marks the end: pop drains what is left, then reports closed.
+// close marks the end: popN drains what is left, then reports closed.
 func (q *ringQueue) close() {
 	q.mu.Lock()
 	q.closed = true

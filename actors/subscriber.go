@@ -203,7 +203,7 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 		ctx.Respond(&subscriptionClosed{})
 		ctx.Stop(ctx.Self())
 	case *flushRequest:
-		s.enqueue(outItem{flushed: ctx.Sender()})
+		s.enqueueMarker(ctx.Sender())
 	case *actor.Started:
 		if s.q == nil {
 			s.startWriter()
@@ -236,12 +236,10 @@ func (s *subscriberActor) giveUp(ctx actor.Context) {
 	ctx.Stop(ctx.Self())
 }
 
-// enqueue adds to the outbox, dropping the oldest entry when it is full.
-func (s *outbox) enqueue(it outItem) {
-	if it.env != nil {
-		s.state.enqueued.Add(1)
-	}
-	if old, evicted := s.q.push(it); evicted {
+// enqueueMarker adds a flush marker to the outbox, dropping the oldest
+// entry when it is full.
+func (s *outbox) enqueueMarker(replyTo *actor.PID) {
+	if old, evicted := s.q.push(outItem{flushed: replyTo}); evicted {
 		s.retire(old, dropOverflow)
 	}
 }

@@ -38,7 +38,7 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 		return err
 	}
 	defer rcv.Close()
-	out := newPublisher(ctx, st, bus)
+	out := newBatcher(ctx, st, bus)
 	defer out.flush()
 	frames := make([]zmqbatch.Msg, 0, recvBatch)
 	inMultipart := false // the parts after the first of a multipart message are skipped
@@ -81,9 +81,9 @@ func (a *App) serveSub(ctx context.Context, bus plugins.Bus, sock *zmq4.Socket) 
 	return nil
 }
 
-// publisher gathers validated objects and puts them on the bus a batch at
+// batcher gathers validated objects and puts them on the bus a batch at
 // a time, through plugins.BatchPublisher where the bus offers it.
-type publisher struct {
+type batcher struct {
 	ctx   context.Context
 	st    *state
 	bus   plugins.Bus
@@ -91,20 +91,20 @@ type publisher struct {
 	objs  []plugins.Object
 }
 
-func newPublisher(ctx context.Context, st *state, bus plugins.Bus) *publisher {
-	p := &publisher{ctx: ctx, st: st, bus: bus, objs: make([]plugins.Object, 0, pubBatch)}
+func newBatcher(ctx context.Context, st *state, bus plugins.Bus) *batcher {
+	p := &batcher{ctx: ctx, st: st, bus: bus, objs: make([]plugins.Object, 0, pubBatch)}
 	p.batch, _ = bus.(plugins.BatchPublisher)
 	return p
 }
 
-func (p *publisher) add(typ string, payload []byte) {
+func (p *batcher) add(typ string, payload []byte) {
 	p.objs = append(p.objs, plugins.Object{Type: typ, Payload: payload})
 	if len(p.objs) == pubBatch {
 		p.flush()
 	}
 }
 
-func (p *publisher) flush() {
+func (p *batcher) flush() {
 	if len(p.objs) == 0 {
 		return
 	}
@@ -130,7 +130,7 @@ func (p *publisher) flush() {
 }
 
 // receive validates one frame and adds it to what goes on the bus.
-func (s *state) receive(out *publisher, frame []byte, peer string, suppressEcho bool) {
+func (s *state) receive(out *batcher, frame []byte, peer string, suppressEcho bool) {
 	msg, rej := decodeFrame(frame)
 	if rej != nil {
 		s.rejected.add(s.logger(), rej)

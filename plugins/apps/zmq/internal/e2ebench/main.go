@@ -69,6 +69,9 @@ func main() {
 			}
 			subs = append(subs, n)
 		}
+		if *only != "" && *only != "threatbus" && *only != "forwarder" {
+			log.Fatalf("-only %q: want threatbus or forwarder", *only)
+		}
 		if *latOnly {
 			latencyOnly(*bin, *runs, *latRate, *only, subs)
 			return
@@ -406,10 +409,7 @@ func driver(bin string, runs int, dur time.Duration, latRate float64, only strin
 	lost := map[key]int{}
 	var describe []string
 	for run := 0; run < runs; run++ {
-		for i, start := range []func() *system{func() *system { return startBus(bin) }, startForwarder} {
-			if only != "" && only != []string{"threatbus", "forwarder"}[i] {
-				continue
-			}
+		for _, start := range starters(bin, only) {
 			s := start()
 			if run == 0 {
 				describe = append(describe, s.describe)
@@ -490,14 +490,24 @@ func cpuModel() string {
 // latencyOnly measures latency alone (at a given rate, also the CPU use
 // and losses), for tuning.
 func latencyOnly(bin string, runs int, rate float64, only string, subCounts []int) {
-	for i, start := range []func() *system{func() *system { return startBus(bin) }, startForwarder} {
-		if only != "" && only != []string{"threatbus", "forwarder"}[i] {
-			continue
-		}
+	for _, start := range starters(bin, only) {
 		s := start()
 		latencyRuns(s, runs, rate, subCounts)
 		s.stop()
 	}
+}
+
+// starters returns how to start the systems to measure: threatbus and the
+// forwarder, or only the one named by -only.
+func starters(bin, only string) []func() *system {
+	var out []func() *system
+	if only == "" || only == "threatbus" {
+		out = append(out, func() *system { return startBus(bin) })
+	}
+	if only == "" || only == "forwarder" {
+		out = append(out, startForwarder)
+	}
+	return out
 }
 
 func latencyRuns(s *system, runs int, rate float64, subCounts []int) {
