@@ -53,6 +53,9 @@ Usage:
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		keepSysmonAwake(os.Stderr) // returns only when it did not re-execute
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -184,16 +186,29 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 }
 
 // TestBinaryStopsOnSIGINTAndSIGTERM runs the real binary, as `make run`
-// does, with the built-in default configuration.
+// does, with the built-in default configuration. It also checks the GODEBUG
+// the bus runs with: sysmonSetting added, or the user's schedtrace kept.
 func TestBinaryStopsOnSIGINTAndSIGTERM(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "threatbus")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+	for _, tc := range []struct {
+		sig           syscall.Signal
+		godebug, want string
+	}{
+		{syscall.SIGINT, "", "GODEBUG=" + sysmonSetting},
+		{syscall.SIGTERM, "madvdontneed=1", "GODEBUG=madvdontneed=1," + sysmonSetting},
+		{syscall.SIGTERM, "schedtrace=0", "GODEBUG=schedtrace=0"},
+	} {
 		cmd := exec.Command(bin, "run")
 		cmd.Dir = t.TempDir() // no config.toml here: the built-in one is used
-		cmd.Env = append(os.Environ(), "THREATBUS_ADMIN_LISTEN=127.0.0.1:0")
+		env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+		env = append(env, "THREATBUS_ADMIN_LISTEN=127.0.0.1:0")
+		if tc.godebug != "" {
+			env = append(env, "GODEBUG="+tc.godebug)
+		}
+		cmd.Env = env
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -210,12 +225,45 @@ func TestBinaryStopsOnSIGINTAndSIGTERM(t *testing.T) {
 			close(lines)
 		}()
 		expectLine(t, lines, `msg="threatbus started"`)
-		if err := cmd.Process.Signal(sig); err != nil {
+		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var godebug []string
+		for _, kv := range strings.Split(string(environ), "\x00") {
+			if strings.HasPrefix(kv, "GODEBUG=") {
+				godebug = append(godebug, kv)
+			}
+		}
+		if len(godebug) != 1 || godebug[0] != tc.want {
+			t.Errorf("GODEBUG %q: the bus runs with %q, want [%q]", tc.godebug, godebug, tc.want)
+		}
+		if err := cmd.Process.Signal(tc.sig); err != nil {
 			t.Fatal(err)
 		}
 		expectLine(t, lines, `msg="threatbus stopped"`)
 		if err := cmd.Wait(); err != nil {
-			t.Fatalf("%s: %v", sig, err)
+			t.Fatalf("%s: %v", tc.sig, err)
+		}
+	}
+}
+
+func TestWithSysmonSetting(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want []string
+		ok   bool
+	}{
+		{[]string{"A=1"}, []string{"A=1", "GODEBUG=" + sysmonSetting}, true},
+		{[]string{"GODEBUG=", "A=1"}, []string{"A=1", "GODEBUG=" + sysmonSetting}, true},
+		{[]string{"GODEBUG=gctrace=1", "A=1"}, []string{"A=1", "GODEBUG=gctrace=1," + sysmonSetting}, true},
+		{[]string{"GODEBUG=gctrace=1,schedtrace=0"}, []string{"GODEBUG=gctrace=1,schedtrace=0"}, false},
+		{[]string{"GODEBUG=schedtrace=1000"}, []string{"GODEBUG=schedtrace=1000"}, false},
+		{[]string{"GODEBUG=xschedtrace=1"}, []string{"GODEBUG=xschedtrace=1," + sysmonSetting}, true},
+	} {
+		got, ok := withSysmonSetting(tc.env)
+		if ok != tc.ok || !slices.Equal(got, tc.want) {
+			t.Errorf("withSysmonSetting(%q) = %q, %v; want %q, %v", tc.env, got, ok, tc.want, tc.ok)
 		}
 	}
 }

@@ -121,7 +121,13 @@ func startBus(bin string) *system {
 		log.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "threatbus.toml")
-	conf := "[logging]\nlevel = \"info\"\n\n[admin]\nlisten = \"\"\n\n[apps.zmq]\nhost = \"127.0.0.1\"\nmanage = 0\npub = 0\nsub = 0\n"
+	// E2EBENCH_ADMIN=host:port serves the bus's admin endpoint with pprof,
+	// for profiles and execution traces while tuning.
+	admin := "listen = \"\"\n"
+	if addr := os.Getenv("E2EBENCH_ADMIN"); addr != "" {
+		admin = fmt.Sprintf("listen = %q\npprof = true\n", addr)
+	}
+	conf := "[logging]\nlevel = \"info\"\n\n[admin]\n" + admin + "\n[apps.zmq]\nhost = \"127.0.0.1\"\nmanage = 0\npub = 0\nsub = 0\n"
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		log.Fatal(err)
 	}
