@@ -50,6 +50,7 @@ func main() {
 	latOnly := flag.Bool("latency-only", false, "measure only latency (driver; for tuning)")
 	only := flag.String("only", "", "threatbus or forwarder: measure only that system (driver; for tuning)")
 	subsFlag := flag.String("subs", "1,10", "subscriber counts (driver)")
+	flag.DurationVar(&warmup, "warmup", 5*time.Second, "unmeasured load at the latency rate before each latency run (driver)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("e2ebench " + *role + ": ")
@@ -154,7 +155,7 @@ func startBus(bin string) *system {
 	go func() { // keep reading; report drops and errors
 		for sc.Scan() {
 			l := sc.Text()
-			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || debugLat && strings.HasPrefix(l, "gc ") {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || debugLat && (strings.HasPrefix(l, "gc ") || strings.HasPrefix(l, "scav ")) {
 				log.Printf("threatbus: %s", l)
 			}
 		}
@@ -334,6 +335,21 @@ func step(s *system, subs int, rate float64, dur time.Duration) stepResult {
 	return stepResult{rate: rate, achieved: float64(pr.Sent) / pr.Seconds, lost: lost, sub: sr, cpu: (cpu1 - cpu0) / pr.Seconds}
 }
 
+// warmup is how long latencyStep loads a system before it measures.
+var warmup time.Duration
+
+// latencyStep measures latency for 5 s at rate, after warmup at the same
+// rate: the steady state of a long-running daemon, not its first seconds.
+// A fresh Go process spends those growing its heap into pages the kernel
+// has yet to map (about 1800 page faults a second at 10 k msgs/s, each
+// costing microseconds on a VM), which libzmq's malloc does not.
+func latencyStep(s *system, subs int, rate float64) stepResult {
+	if warmup > 0 {
+		step(s, subs, rate, warmup)
+	}
+	return step(s, subs, rate, 5*time.Second)
+}
+
 // passes runs a step up to twice: on a shared machine one stall of the
 // subscriber process can lose messages at any rate, for either system.
 func passes(s *system, subs int, rate float64, dur time.Duration) bool {
@@ -422,7 +438,7 @@ func driver(bin string, runs int, dur time.Duration, latRate float64, only strin
 			}
 			for _, subs := range subCounts {
 				k := key{s.name, subs}
-				res := step(s, subs, latRate, 5*time.Second)
+				res := latencyStep(s, subs, latRate)
 				log.Printf("%s, %d subscriber(s), %.0f msgs/s: p50 %s p99 %s max %s, lost %d", s.name, subs, latRate,
 					time.Duration(res.sub.P50), time.Duration(res.sub.P99), time.Duration(res.sub.Max), res.lost)
 				p50s[k] = append(p50s[k], float64(res.sub.P50))
@@ -495,11 +511,15 @@ func cpuModel() string {
 
 // latencyOnly measures latency alone (at a given rate, also the CPU use
 // and losses), for tuning.
+// latencyOnly alternates the systems run by run, as driver does: the
+// machine's pace drifts over minutes, and alternation lets both see it.
 func latencyOnly(bin string, runs int, rate float64, only string, subCounts []int) {
-	for _, start := range starters(bin, only) {
-		s := start()
-		latencyRuns(s, runs, rate, subCounts)
-		s.stop()
+	for run := 0; run < runs; run++ {
+		for _, start := range starters(bin, only) {
+			s := start()
+			latencyRuns(s, 1, rate, subCounts)
+			s.stop()
+		}
 	}
 }
 
@@ -519,7 +539,7 @@ func starters(bin, only string) []func() *system {
 func latencyRuns(s *system, runs int, rate float64, subCounts []int) {
 	for run := 0; run < runs; run++ {
 		for _, subs := range subCounts {
-			res := step(s, subs, rate, 5*time.Second)
+			res := latencyStep(s, subs, rate)
 			log.Printf("%s, %d subscriber(s), %.0f msgs/s: p50 %s p99 %s max %s, lost %d, cpu %.2f", s.name, subs, rate,
 				time.Duration(res.sub.P50), time.Duration(res.sub.P99), time.Duration(res.sub.Max), res.lost, res.cpu)
 		}
