@@ -20,7 +20,8 @@ import (
 // deep-sleeps and backs off to a 10 ms tick when it has nothing to do,
 // which costs a hundred wake-ups a second when idle.
 //
-// The side effect is the setting's purpose: one scheduler summary line
+// Keeping sysmon awake is a side effect of the setting, and what we want of
+// it; what the setting is for shows only as one scheduler summary line
 // ("SCHED …") on stderr every 2^31 ms, about 25 days, and one at start on a
 // host that has been up for longer.
 const sysmonSetting = "schedtrace=2147483647"

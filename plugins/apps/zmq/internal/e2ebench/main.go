@@ -8,8 +8,14 @@
 // For 1 and 10 subscribers it finds the highest rate sustained with zero
 // loss (every subscriber gets every message within a grace period after the
 // last send, and the publisher keeps up with the rate), and measures
-// latency percentiles at a fixed rate. Each figure is the median of -runs
-// runs. It prints a Markdown section for BENCHMARKS.md.
+// latency percentiles at a fixed rate after a warm-up at that rate
+// (-warmup). Each figure is the median of -runs runs. It prints a Markdown
+// section for BENCHMARKS.md.
+//
+// For tuning: -latency-only, -only and -subs narrow what runs;
+// E2EBENCH_DEBUG=1 reports stalls and the bus's GC and scavenger lines
+// (with GODEBUG=gctrace=1,scavtrace=1); E2EBENCH_ADMIN=host:port serves the
+// bus's pprof, for CPU profiles and execution traces.
 //
 // The same binary is the publisher, subscriber and forwarder processes
 // (-role); it is a benchmark, not part of `make test`.
@@ -458,7 +464,8 @@ func driver(bin string, runs int, dur time.Duration, latRate float64, only strin
 	fmt.Printf("(for threatbus each is an app with its own subscription), %d-byte indicators. Sustained rate: the\n", len(payloadTemplate()))
 	fmt.Printf("highest rate (doubling from 20k/s, then bisecting to 5%%, %s per step) at which every subscriber got\n", dur)
 	fmt.Printf("every message within %s of the last send and the publisher kept up (best of two tries per rate).\n", grace)
-	fmt.Printf("The forwarder's queues hold as much as the bus's defaults on the same path. Medians of %d runs.\n\n", runs)
+	fmt.Printf("Latency: 5 s at %.0fk msgs/s after %s at that rate unmeasured. The forwarder's queues hold as much\n", latRate/1000, warmup)
+	fmt.Printf("as the bus's defaults on the same path. Medians of %d runs.\n\n", runs)
 	fmt.Printf("| system | subscribers | sustained msgs/s, zero loss | ratio to forwarder | p50 at %.0fk/s | p99 at %.0fk/s |\n", latRate/1000, latRate/1000)
 	fmt.Printf("|---|---|---|---|---|---|\n")
 	for _, subs := range subCounts {
