@@ -260,6 +260,8 @@ func TestWithSysmonSetting(t *testing.T) {
 		{[]string{"GODEBUG=gctrace=1,schedtrace=0"}, []string{"GODEBUG=gctrace=1,schedtrace=0"}, false},
 		{[]string{"GODEBUG=schedtrace=1000"}, []string{"GODEBUG=schedtrace=1000"}, false},
 		{[]string{"GODEBUG=xschedtrace=1"}, []string{"GODEBUG=xschedtrace=1," + sysmonSetting}, true},
+		// The first GODEBUG counts, as for os.Getenv; the others go.
+		{[]string{"GODEBUG=gctrace=1", "GODEBUG=schedtrace=0"}, []string{"GODEBUG=gctrace=1," + sysmonSetting}, true},
 	} {
 		got, ok := withSysmonSetting(tc.env)
 		if ok != tc.ok || !slices.Equal(got, tc.want) {

@@ -56,7 +56,7 @@ func main() {
 	latOnly := flag.Bool("latency-only", false, "measure only latency (driver; for tuning)")
 	only := flag.String("only", "", "threatbus or forwarder: measure only that system (driver; for tuning)")
 	subsFlag := flag.String("subs", "1,10", "subscriber counts (driver)")
-	flag.DurationVar(&warmup, "warmup", 5*time.Second, "unmeasured load at the latency rate before each latency run (driver)")
+	flag.DurationVar(&warmup, "warmup", 5*time.Second, "unmeasured load at the latency rate before each latency run; 0 measures a freshly started system (driver)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("e2ebench " + *role + ": ")
@@ -79,11 +79,13 @@ func main() {
 		if *only != "" && *only != "threatbus" && *only != "forwarder" {
 			log.Fatalf("-only %q: want threatbus or forwarder", *only)
 		}
+		bin, cleanup := buildBus(*bin)
+		defer cleanup()
 		if *latOnly {
-			latencyOnly(*bin, *runs, *latRate, *only, subs)
+			latencyOnly(bin, *runs, *latRate, *only, subs)
 			return
 		}
-		driver(*bin, *runs, *dur, *latRate, *only, subs)
+		driver(bin, *runs, *dur, *latRate, *only, subs)
 	default:
 		log.Fatalf("unknown role %q", *role)
 	}
@@ -351,7 +353,9 @@ var warmup time.Duration
 // costing microseconds on a VM), which libzmq's malloc does not.
 func latencyStep(s *system, subs int, rate float64) stepResult {
 	if warmup > 0 {
-		step(s, subs, rate, warmup)
+		if res := step(s, subs, rate, warmup); !res.ok() {
+			log.Printf("%s, %d subscriber(s): the warm-up at %.0f msgs/s lost %d or fell behind (achieved %.0f msgs/s)", s.name, subs, rate, res.lost, res.achieved)
+		}
 	}
 	return step(s, subs, rate, 5*time.Second)
 }
@@ -415,18 +419,6 @@ func median(xs []float64) float64 {
 }
 
 func driver(bin string, runs int, dur time.Duration, latRate float64, only string, subCounts []int) {
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "e2ebench-bin")
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "threatbus")
-		out, err := exec.Command("go", "build", "-o", bin, "./cmd/threatbus").CombinedOutput()
-		if err != nil {
-			log.Fatalf("build threatbus (run from the repository root): %v\n%s", err, out)
-		}
-	}
 	type key struct {
 		sys  string
 		subs int
@@ -464,8 +456,12 @@ func driver(bin string, runs int, dur time.Duration, latRate float64, only strin
 	fmt.Printf("(for threatbus each is an app with its own subscription), %d-byte indicators. Sustained rate: the\n", len(payloadTemplate()))
 	fmt.Printf("highest rate (doubling from 20k/s, then bisecting to 5%%, %s per step) at which every subscriber got\n", dur)
 	fmt.Printf("every message within %s of the last send and the publisher kept up (best of two tries per rate).\n", grace)
-	fmt.Printf("Latency: 5 s at %.0fk msgs/s after %s at that rate unmeasured. The forwarder's queues hold as much\n", latRate/1000, warmup)
-	fmt.Printf("as the bus's defaults on the same path. Medians of %d runs.\n\n", runs)
+	if warmup > 0 {
+		fmt.Printf("Latency: 5 s at %.0fk msgs/s after %s at that rate unmeasured. ", latRate/1000, warmup)
+	} else {
+		fmt.Printf("Latency: 5 s at %.0fk msgs/s, cold (no warm-up). ", latRate/1000)
+	}
+	fmt.Printf("The forwarder's queues hold as much\nas the bus's defaults on the same path. Medians of %d runs.\n\n", runs)
 	fmt.Printf("| system | subscribers | sustained msgs/s, zero loss | ratio to forwarder | p50 at %.0fk/s | p99 at %.0fk/s |\n", latRate/1000, latRate/1000)
 	fmt.Printf("|---|---|---|---|---|---|\n")
 	for _, subs := range subCounts {
@@ -516,15 +512,39 @@ func cpuModel() string {
 	return runtime.GOARCH
 }
 
+// buildBus returns bin, or when it is empty a threatbus binary built from
+// ./cmd/threatbus, and what removes it.
+func buildBus(bin string) (string, func()) {
+	if bin != "" {
+		return bin, func() {}
+	}
+	dir, err := os.MkdirTemp("", "e2ebench-bin")
+	if err != nil {
+		log.Fatal(err)
+	}
+	bin = filepath.Join(dir, "threatbus")
+	out, err := exec.Command("go", "build", "-o", bin, "./cmd/threatbus").CombinedOutput()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		log.Fatalf("build threatbus (run from the repository root): %v\n%s", err, out)
+	}
+	return bin, func() { _ = os.RemoveAll(dir) }
+}
+
 // latencyOnly measures latency alone (at a given rate, also the CPU use
-// and losses), for tuning.
-// latencyOnly alternates the systems run by run, as driver does: the
-// machine's pace drifts over minutes, and alternation lets both see it.
+// and losses), for tuning. It alternates the systems run by run, as driver
+// does: the machine's pace drifts over minutes, and alternation lets both
+// see it. Each run starts its system afresh, so -warmup 0 measures a cold
+// one.
 func latencyOnly(bin string, runs int, rate float64, only string, subCounts []int) {
 	for run := 0; run < runs; run++ {
 		for _, start := range starters(bin, only) {
 			s := start()
-			latencyRuns(s, 1, rate, subCounts)
+			for _, subs := range subCounts {
+				res := latencyStep(s, subs, rate)
+				log.Printf("%s, %d subscriber(s), %.0f msgs/s: p50 %s p99 %s max %s, lost %d, cpu %.2f", s.name, subs, rate,
+					time.Duration(res.sub.P50), time.Duration(res.sub.P99), time.Duration(res.sub.Max), res.lost, res.cpu)
+			}
 			s.stop()
 		}
 	}
@@ -541,16 +561,6 @@ func starters(bin, only string) []func() *system {
 		out = append(out, startForwarder)
 	}
 	return out
-}
-
-func latencyRuns(s *system, runs int, rate float64, subCounts []int) {
-	for run := 0; run < runs; run++ {
-		for _, subs := range subCounts {
-			res := latencyStep(s, subs, rate)
-			log.Printf("%s, %d subscriber(s), %.0f msgs/s: p50 %s p99 %s max %s, lost %d, cpu %.2f", s.name, subs, rate,
-				time.Duration(res.sub.P50), time.Duration(res.sub.P99), time.Duration(res.sub.Max), res.lost, res.cpu)
-		}
-	}
 }
 
 func loadAvg() string {
