@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 )
@@ -31,16 +32,22 @@ const sysmonSetting = "schedtrace=2147483647"
 // keepSysmonAwake re-executes the process with sysmonSetting added to
 // GODEBUG, unless GODEBUG already sets schedtrace (GODEBUG=schedtrace=0
 // opts out). The runtime reads the setting only at start, hence the exec.
-// It execs /proc/self/exe, the file this process runs, even if its path
-// was replaced meanwhile (an upgrade). It returns only when it did not
-// re-execute; a failure is reported on stderr and the bus runs without the
-// setting.
+// On Linux it execs /proc/self/exe, the file this process runs, even if
+// its path was replaced meanwhile (an upgrade). It returns only when it did
+// not re-execute; a failure is reported on stderr and the bus runs without
+// the setting.
 func keepSysmonAwake(stderr io.Writer) {
 	env, ok := withSysmonSetting(os.Environ())
 	if !ok {
 		return
 	}
-	err := syscall.Exec("/proc/self/exe", os.Args, env)
+	exe, err := "/proc/self/exe", error(nil)
+	if runtime.GOOS != "linux" {
+		exe, err = os.Executable()
+	}
+	if err == nil {
+		err = syscall.Exec(exe, os.Args, env)
+	}
 	fmt.Fprintf(stderr, "threatbus: running without GODEBUG=%s: re-executing failed: %v\n", sysmonSetting, err)
 }
 
