@@ -41,7 +41,8 @@ func keepSysmonAwake(stderr io.Writer) {
 	if !ok {
 		return
 	}
-	exe, err := "/proc/self/exe", error(nil)
+	exe := "/proc/self/exe"
+	var err error
 	if runtime.GOOS != "linux" {
 		exe, err = os.Executable()
 	}
