@@ -79,7 +79,10 @@ func main() {
 		if *only != "" && *only != "threatbus" && *only != "forwarder" {
 			log.Fatalf("-only %q: want threatbus or forwarder", *only)
 		}
-		bin, cleanup := buildBus(*bin)
+		bin, cleanup := *bin, func() {}
+		if *only != "forwarder" {
+			bin, cleanup = buildBus(bin)
+		}
 		defer cleanup()
 		if *latOnly {
 			latencyOnly(bin, *runs, *latRate, *only, subs)
