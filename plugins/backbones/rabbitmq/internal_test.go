@@ -2,6 +2,7 @@ package rabbitmq
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/threatbus/threatbus/internal/config"
 	"github.com/threatbus/threatbus/messages"
 )
 
@@ -269,4 +271,58 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("payload changed")
 		}
 	})
+}
+
+// TestServePublisherEndsWhenItsConfirmsEndFirst: a publisher session whose
+// confirms end before it hears that its channel closed must still end, so
+// that the publisher reconnects and Stop returns. It used to wait for the
+// confirms reader a second time, forever: a cut connection, whose two
+// notices come in either order, hung the publisher now and then.
+func TestServePublisherEndsWhenItsConfirmsEndFirst(t *testing.T) {
+	url := os.Getenv("TBTEST_AMQP_URL")
+	if url == "" {
+		url = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	b := New()
+	b.URL = config.Secret(url)
+	b.ExchangeName = fmt.Sprintf("tbtest-internal-%d", time.Now().UnixNano())
+	b.Queue.NameSuffix = b.ExchangeName
+	if err := b.Init(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if ch, err := conn.Channel(); err == nil {
+			_, _ = ch.QueueDelete(b.cfg.queue, false, false, false)
+			_ = ch.ExchangeDelete(b.ExchangeName, false, false)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := b.openPublisher(ctx)
+	if err != nil {
+		t.Fatalf("RabbitMQ at %s: %v", url, err)
+	}
+	if s.confirms == nil {
+		t.Fatal("confirms are off by default?")
+	}
+	// The order in which a broken session reports its end is up to the
+	// library and the scheduler: here the confirms end and the close
+	// notification has not come yet.
+	s.closed = make(chan *amqp.Error)
+	r := &run{ctx: ctx, cancel: cancel, conns: map[string]*amqp.Connection{}}
+	done := make(chan error, 1)
+	go func() { done <- b.servePublisher(r, s) }()
+	if err := s.ch.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the publisher session did not end within 5 s of its channel closing")
+	}
 }

@@ -153,13 +153,19 @@ func (b *Backbone) consumeLoop(r *run, first *consSession, firstErr error) {
 // servePublisher sends the outbox's messages in order, at most confirmWindow
 // unconfirmed at a time, until the session breaks or the run ends.
 func (b *Backbone) servePublisher(r *run, s *pubSession) error {
-	// Without confirms there is no reader, and the nil channel never fires.
-	var confirmDone chan error
+	// The confirms reader closes confirmDone when it ends, after setting
+	// confirmErr: the loop below and the deferred wait may both see that,
+	// in either order. Without confirms there is no reader, and the nil
+	// channel never fires.
+	var (
+		confirmDone chan struct{}
+		confirmErr  error
+	)
 	window := 1
 	if s.confirms != nil {
 		window = confirmWindow
-		confirmDone = make(chan error, 1)
-		go func() { confirmDone <- b.readConfirms(s) }()
+		confirmDone = make(chan struct{})
+		go func() { confirmErr = b.readConfirms(s); close(confirmDone) }()
 	}
 	defer func() {
 		// The confirms end when the channel closes; only then may the
@@ -182,8 +188,8 @@ func (b *Backbone) servePublisher(r *run, s *pubSession) error {
 				return nil
 			case e := <-s.closed:
 				return closeErr(e)
-			case err := <-confirmDone:
-				return err
+			case <-confirmDone:
+				return confirmErr
 			case bl := <-s.blocked:
 				b.setBlocked(bl)
 			}
