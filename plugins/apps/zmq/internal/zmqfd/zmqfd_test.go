@@ -1,6 +1,7 @@
 package zmqfd
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -20,10 +21,13 @@ func TestReadable(t *testing.T) {
 	defer out.Close()
 	_ = in.SetLinger(0)
 	_ = out.SetLinger(0)
-	if err := in.Bind("inproc://zmqfd-test"); err != nil {
+	// A name of its own per run: libzmq frees a closed socket's inproc
+	// name asynchronously, so -count=N would find the last run's taken.
+	ep := fmt.Sprintf("inproc://zmqfd-test-%d", time.Now().UnixNano())
+	if err := in.Bind(ep); err != nil {
 		t.Fatal(err)
 	}
-	if err := out.Connect("inproc://zmqfd-test"); err != nil {
+	if err := out.Connect(ep); err != nil {
 		t.Fatal(err)
 	}
 	w, err := New(in)
