@@ -13,7 +13,6 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 
 	"github.com/threatbus/threatbus/internal/config"
-	"github.com/threatbus/threatbus/messages"
 	"github.com/threatbus/threatbus/plugins"
 )
 
@@ -94,10 +93,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
 			// A message sent to an actor that had just stopped (a subscriber
 			// between its death and the router hearing of it).
-			switch dl.Message.(type) {
-			case *messages.Publish, *messages.Deliver:
-				rt.drops.add("dead_letter", "actor", dl.PID.GetId())
-			}
+			rt.drops.addN("dead_letter", busMessages(dl.Message), "actor", dl.PID.GetId())
 			return
 		}
 		if se, ok := evt.(*actor.SupervisorEvent); ok {

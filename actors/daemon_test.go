@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -800,6 +801,28 @@ func TestBackbonePanicLosesOneMessageOfABatch(t *testing.T) {
 	}
 	if n := b.Daemon.Stats().Drops["actor_crash"]; n != 1 {
 		t.Fatalf("actor_crash %d, want 1", n)
+	}
+}
+
+// TestDeadLettersCountedPerMessage: a batch sent to an actor that is gone
+// (a subscriber between its death and the router hearing of it) loses each
+// of its messages, and the dead_letter count says so.
+func TestDeadLettersCountedPerMessage(t *testing.T) {
+	b := start(t, bustest.Options{})
+	var envs []*messages.Envelope
+	for i := 0; i < 3; i++ {
+		envs = append(envs, &messages.Envelope{Version: messages.EnvelopeVersion_ENVELOPE_VERSION_1, Id: fmt.Sprintf("dl-%d", i),
+			Topic: messages.TopicIndicator, Type: messages.TypeIndicator, Payload: bustest.Indicator(t, i), Origin: "test"})
+	}
+	b.Daemon.SendTo("daemon/bus/apps/gone", &messages.Deliver{Envelopes: envs})
+	b.Daemon.SendTo("daemon/bus/apps/gone", &messages.Subscribed{}) // not a bus message: not counted
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Daemon.Stats().Drops["dead_letter"] < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // and no more
+	if n := b.Daemon.Stats().Drops["dead_letter"]; n != 3 {
+		t.Fatalf("dead_letter %d, want 3", n)
 	}
 }
 

@@ -5,9 +5,14 @@ package actors
 var wellKnown = map[string]string{"daemon": daemonID, "bus": busID, "router": routerID, "backbone": backboneID, "apps": appsID}
 
 // SendTo sends msg to a well-known actor ("router", "bus", "apps",
-// "backbone", "daemon") as if from outside the tree.
+// "backbone", "daemon"), or to the actor of id who, as if from outside the
+// tree.
 func (d *Daemon) SendTo(who string, msg any) {
-	d.rt.system.Root.Send(d.rt.system.NewLocalPID(wellKnown[who]), msg)
+	id, ok := wellKnown[who]
+	if !ok {
+		id = who
+	}
+	d.rt.system.Root.Send(d.rt.system.NewLocalPID(id), msg)
 }
 
 // CrashActor makes a well-known actor, or the app named "apps/<name>", panic

@@ -123,6 +123,16 @@ type crashRequest struct{ reason string }
 
 func (c *crashRequest) Error() string { return "injected crash: " + c.reason }
 
+// busMessages is how many bus messages msg carries: the envelopes of a
+// Publish or a Deliver, none for anything else. It is what is lost when msg
+// is.
+func busMessages(msg any) uint64 {
+	if m, ok := msg.(interface{ GetEnvelopes() []*messages.Envelope }); ok {
+		return uint64(len(m.GetEnvelopes()))
+	}
+	return 0
+}
+
 // countedPanic carries a panic, and its stack, whose lost messages the
 // actor has counted.
 type countedPanic struct {
@@ -142,16 +152,12 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 					// may have been partly handed on, so this counts
 					// at most that many too many. An actor that kept
 					// the rest of its batch counted its loss itself.
-					stack := debug.Stack()
+					var stack []byte
 					if cp, ok := r.(countedPanic); ok {
 						r, stack = cp.v, cp.stack
 					} else {
-						switch m := env.Message.(type) {
-						case *messages.Publish:
-							rt.drops.addN("actor_crash", uint64(len(m.Envelopes)), "actor", who)
-						case *messages.Deliver:
-							rt.drops.addN("actor_crash", uint64(len(m.Envelopes)), "actor", who)
-						}
+						stack = debug.Stack()
+						rt.drops.addN("actor_crash", busMessages(env.Message), "actor", who)
 					}
 					rt.log.Error("actor panicked; its supervisor decides what happens next",
 						"actor", who, "panic", fmt.Sprint(r), "message", fmt.Sprintf("%T", env.Message),
