@@ -31,6 +31,43 @@ func pair(t *testing.T, endpoint string) (in, out *zmq4.Socket) {
 	return in, out
 }
 
+// receiver returns a Receiver of capacity n on a connected pair's PULL end,
+// and the PUSH end.
+func receiver(t *testing.T, endpoint string, n int, peer bool) (*Receiver, *zmq4.Socket) {
+	t.Helper()
+	in, out := pair(t, endpoint)
+	r, err := New(in, n, peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r, out
+}
+
+// recvAll receives until want messages are in or 5 s passed, and fails if a
+// batch exceeds the Receiver's capacity n.
+func recvAll(t *testing.T, r *Receiver, want, n int) []Msg {
+	t.Helper()
+	var got []Msg
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); len(got) < want && time.Now().Before(deadline); {
+		before := len(got)
+		if got, err = r.Recv(got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got)-before > n {
+			t.Fatalf("a batch of %d, capacity %d", len(got)-before, n)
+		}
+		if len(got) == before {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if len(got) != want {
+		t.Fatalf("received %d messages, want %d", len(got), want)
+	}
+	return got
+}
+
 // payload i has a size that varies across zmq's small-message boundary.
 func payload(i int) []byte {
 	return bytes.Repeat([]byte{byte('a' + i%26)}, []int{0, 1, 29, 33, 400, 70000}[i%6])
@@ -39,12 +76,7 @@ func payload(i int) []byte {
 // TestRecv: every message arrives once, in order and intact, a batch at a
 // time; multipart messages keep their More flags across batch ends.
 func TestRecv(t *testing.T) {
-	in, out := pair(t, "inproc://zmqbatch-recv")
-	r, err := New(in, 7, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, out := receiver(t, "inproc://zmqbatch-recv", 7, false)
 	if got, err := r.Recv(nil); len(got) != 0 || err != nil {
 		t.Fatalf("nothing sent: %d messages, %v", len(got), err)
 	}
@@ -72,23 +104,7 @@ func TestRecv(t *testing.T) {
 		}
 		want = append(want, part{payload(i), false})
 	}
-	var got []Msg
-	deadline := time.Now().Add(5 * time.Second)
-	for len(got) < len(want) && time.Now().Before(deadline) {
-		before := len(got)
-		if got, err = r.Recv(got); err != nil {
-			t.Fatal(err)
-		}
-		if len(got)-before > 7 {
-			t.Fatalf("a batch of %d, capacity 7", len(got)-before)
-		}
-		if len(got) == before {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("received %d parts, want %d", len(got), len(want))
-	}
+	got := recvAll(t, r, len(want), 7)
 	for i := range want {
 		if !bytes.Equal(got[i].Data, want[i].data) || got[i].More != want[i].more || got[i].Peer != "" {
 			t.Fatalf("part %d: %d bytes more=%v peer=%q, want %d bytes more=%v", i, len(got[i].Data), got[i].More, got[i].Peer, len(want[i].data), want[i].more)
@@ -98,26 +114,13 @@ func TestRecv(t *testing.T) {
 
 // TestRecvPeer: over TCP, each message carries the sender's address.
 func TestRecvPeer(t *testing.T) {
-	in, out := pair(t, "tcp://127.0.0.1:*")
-	r, err := New(in, 16, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, out := receiver(t, "tcp://127.0.0.1:*", 16, true)
 	for i := 0; i < 10; i++ {
 		if _, err := out.SendBytes([]byte(fmt.Sprint(i)), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var got []Msg
-	for deadline := time.Now().Add(5 * time.Second); len(got) < 10 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if got, err = r.Recv(got); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(got) != 10 {
-		t.Fatalf("received %d", len(got))
-	}
+	got := recvAll(t, r, 10, 16)
 	for i, m := range got {
 		if string(m.Data) != fmt.Sprint(i) || m.Peer != "127.0.0.1" {
 			t.Fatalf("message %d: %q from %q", i, m.Data, m.Peer)
