@@ -13,9 +13,14 @@ func (nopApp) SampleConfig() string                         { return "" }
 func (nopApp) Init() error                                  { return nil }
 func (nopApp) Run(ctx context.Context, _ plugins.Bus) error { <-ctx.Done(); return nil }
 
-func TestRegistry(t *testing.T) {
+// Registered from init, as the registry asks, so that the test can run more
+// than once in a process (-count=N).
+func init() {
 	plugins.AddApp("regtest-b", func() plugins.App { return nopApp{} })
 	plugins.AddApp("regtest-a", func() plugins.App { return nopApp{} })
+}
+
+func TestRegistry(t *testing.T) {
 	r, ok := plugins.Lookup(plugins.KindApp, "regtest-a")
 	if !ok || r.Kind != plugins.KindApp || r.Name != "regtest-a" {
 		t.Fatalf("lookup: %+v %v", r, ok)

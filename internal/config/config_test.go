@@ -42,6 +42,9 @@ func (*testApp) Run(context.Context, plugins.Bus) error { return nil }
 
 func init() {
 	plugins.AddApp("cfgtest", func() plugins.App { return &testApp{Port: 1234} })
+	// A second backbone for TestExactlyOneBackbone; only a config naming it
+	// (and another) selects it.
+	plugins.AddBackbone("second", func() plugins.Backbone { return &inmem.Backbone{} })
 }
 
 func parse(t *testing.T, doc string, env ...string) (*config.Config, error) {
@@ -168,7 +171,6 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 }
 
 func TestExactlyOneBackbone(t *testing.T) {
-	plugins.AddBackbone("second", func() plugins.Backbone { return &inmem.Backbone{} })
 	_, err := parse(t, "[backbones.inmem]\n[backbones.second]\n")
 	if err == nil || !strings.Contains(err.Error(), "exactly one backbone") {
 		t.Fatalf("two backbones: %v", err)
