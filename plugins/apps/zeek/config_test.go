@@ -73,6 +73,7 @@ func TestConfigErrors(t *testing.T) {
 		{"[apps.zeek]\nendpoints = [\"ws://u:p@a:1\"]", "credentials"},
 		{"[apps.zeek]\nendpoints = [\"ws://a:1?x=y\"]", "no query"},
 		{"[apps.zeek]\nendpoints = [\"ws://a:1\", \"ws://a:1/v1/messages/json\"]", "listed twice"},
+		{"[apps.zeek]\nendpoints = [\"ws://zeek-1:1\", \"WS://ZEEK-1:1\"]", "listed twice"},
 		{"[apps.zeek]\nendpoints = [\"ws://a:1\"]\nmodule_namespace = \"Ten zir\"", "module_namespace"},
 		{"[apps.zeek]\nendpoints = [\"ws://a:1\"]\napplication_name = \"thread bus\"", "application_name"},
 		{"[apps.zeek]\nendpoints = [\"wss://a:1\"]\ncert_file = \"c.pem\"", "cert_file and key_file go together"},

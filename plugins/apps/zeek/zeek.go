@@ -228,7 +228,10 @@ func normalizeEndpoint(raw string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("endpoint %q: %v", raw, err)
 	}
+	// Scheme and host name are case-insensitive: lower them so that one Zeek
+	// listed twice is caught, not dialled twice (every sighting twice).
 	u.Scheme = strings.ToLower(u.Scheme)
+	u.Host = strings.ToLower(u.Host)
 	switch {
 	case u.Scheme != "ws" && u.Scheme != "wss":
 		return "", fmt.Errorf("endpoint %q: want ws://host:port or wss://host:port", raw)
