@@ -141,16 +141,12 @@ func (st *state) logStats(log *slog.Logger, final bool) {
 	}
 	attrs := []any{"not_applicable", cur.NotApplicable}
 	for _, e := range cur.Endpoints {
-		var dropped uint64
-		for _, s := range e.Subscriptions {
-			for _, n := range s.Bus.Dropped {
-				dropped += n
-			}
-		}
 		attrs = append(attrs, slog.Group(e.URL,
-			"connected", e.Connected, "subscriptions", len(e.Subscriptions), "intel_sent", e.IntelSent,
-			"sightings", e.Sightings, "dropped", dropped, "server_errors", e.ServerErrors, "rejected", e.Rejected,
-			"reconnects", e.Disconnects))
+			"connected", e.Connected, "last_error", e.LastError, "zeek_endpoint", e.ZeekEndpoint,
+			"zeek_version", e.ZeekVersion, "connects", e.Connects, "disconnects", e.Disconnects,
+			"subscriptions", len(e.Subscriptions), "subscribed", e.Subscribed, "unsubscribed", e.Unsubscribed,
+			"resubscribed", e.Resubscribed, "intel_sent", e.IntelSent, "sightings", e.Sightings,
+			"dropped", e.dropped(), "server_errors", e.ServerErrors, "rejected", e.Rejected, "ignored", e.Ignored))
 	}
 	log.Info(msg, attrs...)
 }
@@ -161,13 +157,28 @@ func sameCounters(a, b Stats) bool {
 	}
 	for i := range a.Endpoints {
 		x, y := a.Endpoints[i], b.Endpoints[i]
-		if x.Connected != y.Connected || x.IntelSent != y.IntelSent || x.Sightings != y.Sightings ||
-			x.Disconnects != y.Disconnects || len(x.Subscriptions) != len(y.Subscriptions) ||
-			!maps.Equal(x.ServerErrors, y.ServerErrors) || !maps.Equal(x.Rejected, y.Rejected) {
+		if x.Connected != y.Connected || x.LastError != y.LastError || x.ZeekEndpoint != y.ZeekEndpoint ||
+			x.ZeekVersion != y.ZeekVersion || x.Connects != y.Connects || x.Disconnects != y.Disconnects ||
+			len(x.Subscriptions) != len(y.Subscriptions) || x.Subscribed != y.Subscribed ||
+			x.Unsubscribed != y.Unsubscribed || x.Resubscribed != y.Resubscribed ||
+			x.IntelSent != y.IntelSent || x.Sightings != y.Sightings || x.dropped() != y.dropped() ||
+			!maps.Equal(x.ServerErrors, y.ServerErrors) || !maps.Equal(x.Rejected, y.Rejected) ||
+			!maps.Equal(x.Ignored, y.Ignored) {
 			return false
 		}
 	}
 	return true
+}
+
+// dropped is what the endpoint's subscriptions dropped, for every reason.
+func (e EndpointStats) dropped() uint64 {
+	var n uint64
+	for _, s := range e.Subscriptions {
+		for _, d := range s.Bus.Dropped {
+			n += d
+		}
+	}
+	return n
 }
 
 // tally counts by cause.
