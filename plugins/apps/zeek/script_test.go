@@ -84,7 +84,11 @@ func TestScriptBehaviour(t *testing.T) {
 		"Intel::remove(it)",
 		"event Intel::match(",
 		`context["noisy"] = noisy_intel_threshold > 0 && n > noisy_intel_threshold;`,
-		"&create_expire=1 sec",
+		// The throttle's window is one second of network time, kept in the
+		// entry: Zeek sweeps &create_expire only every 10 s by default.
+		"local second = floor(time_to_double(network_time()));",
+		"if ( intel_id !in match_windows || match_windows[intel_id]$second != second )",
+		"match_windows[intel_id] = MatchWindow($second=second, $n=0);",
 		"Cluster::publish(sighting_topic, sighting, network_time(), intel_id, context)",
 		"Cluster::subscribe(p2p_topic)",
 		"Cluster::publish(management_topic, unsubscribe, current_p2p_topic)",

@@ -125,8 +125,17 @@ global intel_types: table[string] of Intel::Type = {
 	["FILE_NAME"] = Intel::FILE_NAME,
 };
 
-# Matches per intel id in the current second, for the noisy throttle.
-global match_counts: table[string] of count &default=0 &create_expire=1 sec;
+# Matches of one intel id in one second of network time, for the noisy
+# throttle. The second is kept in the entry, not left to &create_expire:
+# Zeek removes expired entries only every table_expire_interval (10 secs by
+# default), so a 1 sec expiry would count matches over up to ten seconds
+# and flag an item that matches a tenth as often as the threshold. The
+# expiry only frees the entries of items that stopped matching.
+type MatchWindow: record {
+	second: double;
+	n: count;
+};
+global match_windows: table[string] of MatchWindow &read_expire=1 min;
 
 function send_subscribe()
 	{
@@ -236,7 +245,12 @@ event Intel::match(s: Intel::Seen, items: set[Intel::Item])
 		if ( item$meta$source != intel_source || ! item$meta?$desc )
 			next;
 		local intel_id = item$meta$desc;
-		local n = ++match_counts[intel_id];
+		local second = floor(time_to_double(network_time()));
+		if ( intel_id !in match_windows || match_windows[intel_id]$second != second )
+			match_windows[intel_id] = MatchWindow($second=second, $n=0);
+		local w = match_windows[intel_id];
+		w$n += 1;
+		local n = w$n;
 		if ( noisy_intel_threshold > 0 && n > noisy_intel_threshold + 1 )
 			next; # reported as noisy in this second already
 		local context: table[string] of any;
