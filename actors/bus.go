@@ -118,7 +118,9 @@ func (b *busActor) Receive(ctx actor.Context) {
 }
 
 func (b *busActor) start(ctx actor.Context, m *startSnapshot) {
-	for len(b.order) >= b.rt.cfg.Bus.MaxSnapshots {
+	// order may still hold the ids of snapshots whose requester has gone
+	// (forgotten on Terminated): they take no room, and go uncounted.
+	for len(b.snapshots) >= b.rt.cfg.Bus.MaxSnapshots {
 		b.forget(b.order[0], "snapshot:evicted_at_capacity")
 	}
 	b.snapshots[m.id] = &pendingSnapshot{subscriber: m.subscriber, expires: time.Now().Add(b.rt.cfg.Bus.SnapshotTTL.D()), seen: map[uint64]struct{}{}}

@@ -360,6 +360,37 @@ func TestSnapshotBookkeepingExpires(t *testing.T) {
 	late.Quiet(t, 0, 100*time.Millisecond)
 }
 
+// TestSnapshotOfAGoneRequesterTakesNoRoom: a snapshot whose requester has
+// gone is forgotten and leaves room: a new one does not evict a live one.
+func TestSnapshotOfAGoneRequesterTakesNoRoom(t *testing.T) {
+	app := &snapshotApp{}
+	b := start(t, bustest.Options{
+		Apps:      []config.Instance{{Kind: plugins.KindApp, Name: "snap", Plugin: app}},
+		Configure: func(c *config.Config) { c.Bus.MaxSnapshots = 2 },
+	})
+	ctx := context.Background()
+	sub := func(name string) plugins.Subscription {
+		s, err := b.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{messages.TopicIndicator}, Snapshot: time.Hour, Sink: bustest.NewRecorder(name).Sink, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sub("a")
+	if err := sub("b").Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, "b's snapshot forgotten", func() bool { n, err := b.Daemon.Snapshots(ctx); return err == nil && n == 1 })
+	sub("c")
+	n, err := b.Daemon.Snapshots(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("snapshots in flight %d (%v), want a's and c's", n, err)
+	}
+	if f := b.Daemon.Stats().Faults["snapshot:evicted_at_capacity"]; f != 0 {
+		t.Fatalf("evicted at capacity %d times with room left", f)
+	}
+}
+
 // TestSlowSubscriberDropsOldestAndCounts: a sink that falls behind loses the
 // oldest messages of its own outbox, counted; others are unaffected.
 func TestSlowSubscriberDropsOldestAndCounts(t *testing.T) {
