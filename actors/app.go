@@ -70,7 +70,7 @@ func (a *appActor) Receive(ctx actor.Context) {
 func (a *appActor) start(self *actor.PID) {
 	a.runCtx, a.cancel = context.WithCancel(context.Background())
 	a.done = make(chan struct{})
-	ctx, cancel, done, gen, root := a.runCtx, a.cancel, a.done, a.gen, a.rt.system.Root
+	ctx, cancel, done, gen, root := a.runCtx, a.cancel, a.done, a.gen, a.rt.root
 	go func() {
 		defer close(done)
 		err := a.run(ctx)
@@ -123,7 +123,7 @@ func (a *appActor) snapshot(m *messages.SnapshotRequest) {
 		return
 	}
 	req := plugins.SnapshotRequest{ID: m.SnapshotId, Type: m.SnapshotType, Window: time.Duration(m.SnapshotSeconds) * time.Second}
-	ctx, root, bus := a.runCtx, a.rt.system.Root, a.rt.bus
+	ctx, root, bus := a.runCtx, a.rt.root, a.rt.bus
 	reply := func(body []byte) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: snapshot %s: app is stopping", a.name, req.ID)

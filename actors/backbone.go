@@ -129,8 +129,8 @@ func (b *backboneActor) Receive(ctx actor.Context) {
 		if lr, ok := b.plugin.(plugins.LogReceiver); ok {
 			lr.SetLogger(b.rt.log.With("plugin", b.rt.cfg.Backbone.Name))
 		}
-		system, router := b.rt.system, b.rt.router
-		b.out = &coalescer{send: func(d *messages.Deliver) { system.Root.Send(router, d) }}
+		root, router := b.rt.root, b.rt.router
+		b.out = &coalescer{send: func(d *messages.Deliver) { root.Send(router, d) }}
 		if err := b.plugin.Start(runCtx, b.out.deliver); err != nil {
 			err = fmt.Errorf("%s: %w", b.rt.cfg.Backbone.Name, err)
 			b.rt.plugins.noteError(b.rt.cfg.Backbone.Name, err)

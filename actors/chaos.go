@@ -76,7 +76,7 @@ func (d *Daemon) Crash(name string) error {
 		return err
 	}
 	d.rt.log.Warn("fault injection: crashing a plugin actor on request", "target", name)
-	d.rt.system.Root.Send(pid, &crashRequest{reason: "requested"})
+	d.rt.root.Send(pid, &crashRequest{reason: "requested"})
 	return nil
 }
 
@@ -91,7 +91,7 @@ func (d *Daemon) crashEvery(interval time.Duration, stop <-chan struct{}) {
 		case <-t.C:
 			for _, name := range d.rt.cfg.Chaos.Targets {
 				if _, pid, err := d.rt.target(name); err == nil {
-					d.rt.system.Root.Send(pid, &crashRequest{reason: "chaos interval"})
+					d.rt.root.Send(pid, &crashRequest{reason: "chaos interval"})
 				}
 			}
 		}

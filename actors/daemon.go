@@ -32,7 +32,7 @@ type Daemon struct {
 }
 
 // daemonActor is the top of the tree. It supervises the bus with a strategy
-// that always restarts, and is itself supervised by a guardian that does the
+// that always resumes, and is itself supervised by a guardian that does the
 // same: no failure escalates out of the process.
 type daemonActor struct{ rt *runtime }
 
@@ -82,6 +82,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		apps:    system.NewLocalPID(appsID),
 		bus:     system.NewLocalPID(busID),
 	}
+	rt.root = actor.NewRootContext(system, nil, rt.countSent)
 	rt.chaos = newChaos(rt)
 	rt.plugins.add(plugins.KindBackbone, cfg.Backbone.Name, cfg.Backbone.Plugin)
 	for _, a := range cfg.Apps {
@@ -92,8 +93,15 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	d.sub = system.EventStream.Subscribe(func(evt any) {
 		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
 			// A message sent to an actor that had just stopped (a subscriber
-			// between its death and the router hearing of it).
-			rt.drops.addN("dead_letter", busMessages(dl.Message), "actor", dl.PID.GetId())
+			// between its death and the router hearing of it, or any actor
+			// while the tree stops).
+			n := busMessages(dl.Message)
+			rt.queued.Add(-int64(n))
+			reason := "dead_letter"
+			if rt.stoppingTree.Load() {
+				reason = dropShutdown
+			}
+			rt.drops.addN(reason, n, "actor", dl.PID.GetId())
 			return
 		}
 		if se, ok := evt.(*actor.SupervisorEvent); ok {
@@ -102,7 +110,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}
 	})
 	props := rt.props("daemon", func() actor.Actor { return &daemonActor{rt: rt} }, resumeStrategy{})
-	pid, err := system.Root.WithGuardian(resumeStrategy{}).SpawnNamed(props, daemonID)
+	pid, err := rt.root.Copy().WithGuardian(resumeStrategy{}).SpawnNamed(props, daemonID)
 	if err != nil {
 		system.EventStream.Unsubscribe(d.sub)
 		system.Shutdown()
@@ -154,7 +162,10 @@ func directiveLabel(d actor.Directive) string {
 
 // Stop drains and stops the bus: it waits until every message published
 // before the call has been handed to its subscribers' sinks (or ctx ends),
-// then stops the tree from the top and shuts the actor system down.
+// then stops the tree from the top, waits for it (or ctx) and shuts the
+// actor system down. What is published meanwhile is delivered if it gets
+// through before its actor stops; what stays in a mailbox is counted as
+// dropped (shutdown).
 func (d *Daemon) Stop(ctx context.Context) error {
 	d.stopOnce.Do(func() { d.stopErr = d.stop(ctx) })
 	return d.stopErr
@@ -167,23 +178,79 @@ func (d *Daemon) stop(ctx context.Context) error {
 	d.rt.stopping.Store(true)
 	close(d.stopChaos)
 	d.chaosDone.Wait()
-	root := d.rt.system.Root
 	var errs []error
 	if err := d.drain(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("drain: %w", err))
 	}
-	if err := root.PoisonFuture(d.pid).Wait(); err != nil {
+	if err := d.stopTree(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop actors: %w", err))
+	}
+	if n := d.rt.queued.Swap(0); n > 0 {
+		d.rt.drops.addN(dropShutdown, uint64(n), "where", "mailboxes at stop")
 	}
 	d.rt.system.EventStream.Unsubscribe(d.sub)
 	d.rt.system.Shutdown()
 	return errors.Join(errs...)
 }
 
+// stopGrace is how long Stop waits for the tree after ctx has ended.
+const stopGrace = time.Second
+
+// stopTree stops the daemon actor after what is in its mailbox, and with it
+// the tree, and waits until it has terminated or ctx ends. (protoactor's
+// PoisonFuture would give up after a fixed 10 s, while each actor's stop
+// step may take drain_timeout.) Without a deadline in ctx it waits
+// drain_timeout and the default request timeout on top.
+func (d *Daemon) stopTree(ctx context.Context) error {
+	watching, gone := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	watcher := actor.PropsFromFunc(func(c actor.Context) {
+		switch c.Message().(type) {
+		case *actor.Started:
+			c.Watch(d.pid)
+			close(watching)
+		case *actor.Terminated:
+			once.Do(func() { close(gone) })
+			c.Stop(c.Self())
+		}
+	})
+	w := d.rt.root.Spawn(watcher)
+	// The Watch must be in the daemon's mailbox before the poison: an actor
+	// that is already stopping answers a Watch with Terminated at once.
+	// (It is a system message, so it is handled before the poison.)
+	<-watching
+	d.rt.stoppingTree.Store(true)
+	d.rt.root.Poison(d.pid)
+	var expired <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(d.rt.cfg.Bus.DrainTimeout.D() + requestTimeout(ctx))
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-gone:
+		return nil
+	case <-ctx.Done():
+		// Every stop step ends by ctx's deadline too (drainContext), so
+		// the tree is about to be gone: a moment's grace, for the count
+		// of what its mailboxes held.
+		select {
+		case <-gone:
+			return nil
+		case <-time.After(stopGrace):
+		}
+		d.rt.root.Stop(w)
+		return ctx.Err()
+	case <-expired:
+		d.rt.root.Stop(w)
+		return errors.New("the actor tree did not stop in time")
+	}
+}
+
 // drain pushes a flush barrier through the router and the backbone, then
 // through every subscriber's outbox.
 func (d *Daemon) drain(ctx context.Context) error {
-	root := d.rt.system.Root
+	root := d.rt.root
 	res, err := root.RequestFuture(d.rt.router, &flushRequest{}, requestTimeout(ctx)).Result()
 	if err != nil {
 		return err
@@ -204,7 +271,7 @@ func (d *Daemon) drain(ctx context.Context) error {
 
 // Subscribers returns the number of subscriptions in force.
 func (d *Daemon) Subscribers(ctx context.Context) (int, error) {
-	res, err := d.rt.system.Root.RequestFuture(d.rt.router, &countSubscribers{}, requestTimeout(ctx)).Result()
+	res, err := d.rt.root.RequestFuture(d.rt.router, &countSubscribers{}, requestTimeout(ctx)).Result()
 	if err != nil {
 		return 0, err
 	}
@@ -213,7 +280,7 @@ func (d *Daemon) Subscribers(ctx context.Context) (int, error) {
 
 // Snapshots returns the number of snapshots in flight.
 func (d *Daemon) Snapshots(ctx context.Context) (int, error) {
-	res, err := d.rt.system.Root.RequestFuture(d.rt.bus, &countSnapshots{}, requestTimeout(ctx)).Result()
+	res, err := d.rt.root.RequestFuture(d.rt.bus, &countSnapshots{}, requestTimeout(ctx)).Result()
 	if err != nil {
 		return 0, err
 	}
@@ -228,7 +295,7 @@ func (d *Daemon) KillSubscription(sub plugins.Subscription) error {
 	if !ok {
 		return fmt.Errorf("actors: %T is not a subscription of this bus", sub)
 	}
-	return d.rt.system.Root.StopFuture(s.pid).Wait()
+	return d.rt.root.StopFuture(s.pid).Wait()
 }
 
 // Stats are the daemon's counters.

@@ -4,7 +4,7 @@
 //
 // The tree:
 //
-//	daemon                 top actor; its guardian restarts it, so nothing escalates out of the process
+//	daemon                 top actor; its guardian resumes it, so nothing escalates out of the process
 //	└── bus                owns snapshot bookkeeping
 //	    ├── router         its mailbox is the inq; holds the subscription table
 //	    │   └── backbone   the configured backbone plugin

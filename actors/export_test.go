@@ -12,7 +12,7 @@ func (d *Daemon) SendTo(who string, msg any) {
 	if !ok {
 		id = who
 	}
-	d.rt.system.Root.Send(d.rt.system.NewLocalPID(id), msg)
+	d.rt.root.Send(d.rt.system.NewLocalPID(id), msg)
 }
 
 // CrashActor makes a well-known actor, or the app named "apps/<name>", panic
@@ -22,5 +22,8 @@ func (d *Daemon) CrashActor(who string) {
 	if !ok {
 		id = busID + "/" + who
 	}
-	d.rt.system.Root.Send(d.rt.system.NewLocalPID(id), &crashRequest{reason: "test"})
+	d.rt.root.Send(d.rt.system.NewLocalPID(id), &crashRequest{reason: "test"})
 }
+
+// Queued is the number of bus messages sent to actors and not yet received.
+func (d *Daemon) Queued() int64 { return d.rt.queued.Load() }

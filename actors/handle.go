@@ -65,7 +65,7 @@ func (h *busHandle) PublishBatch(_ context.Context, objs []plugins.Object) error
 }
 
 func (h *busHandle) send(envs ...*messages.Envelope) {
-	h.rt.system.Root.Send(h.rt.router, &messages.Publish{Envelopes: envs})
+	h.rt.root.Send(h.rt.router, &messages.Publish{Envelopes: envs})
 	var n [numTopics]uint64
 	for _, env := range envs {
 		n[topicIndex(env.Topic)]++
@@ -126,7 +126,7 @@ func (h *busHandle) Subscribe(ctx context.Context, req plugins.SubscribeRequest)
 	// two never disagree on whether the subscription was made.
 	timeout := requestTimeout(ctx)
 	deadline := time.Now().Add(timeout - min(timeout/10, 100*time.Millisecond))
-	res, err := h.rt.system.Root.RequestFuture(h.rt.apps, &spawnSubscriber{owner: h, req: req, deadline: deadline}, timeout).Result()
+	res, err := h.rt.root.RequestFuture(h.rt.apps, &spawnSubscriber{owner: h, req: req, deadline: deadline}, timeout).Result()
 	if err != nil {
 		return nil, fmt.Errorf("%s: subscribe %v: %w", h.name, req.Topics, err)
 	}
@@ -161,7 +161,7 @@ func (s *subscription) Unsubscribe(ctx context.Context, topics ...string) error 
 	if len(topics) == 0 {
 		return nil
 	}
-	_, err := s.rt.system.Root.RequestFuture(s.pid, &messages.Unsubscribe{Topics: topics}, requestTimeout(ctx)).Result()
+	_, err := s.rt.root.RequestFuture(s.pid, &messages.Unsubscribe{Topics: topics}, requestTimeout(ctx)).Result()
 	if err != nil {
 		return fmt.Errorf("unsubscribe %v: %w", topics, err)
 	}
@@ -171,7 +171,7 @@ func (s *subscription) Unsubscribe(ctx context.Context, topics ...string) error 
 // Close implements plugins.Subscription: it leaves the router's table first,
 // so nothing is sent to a stopped actor, then stops the subscriber.
 func (s *subscription) Close(ctx context.Context) error {
-	root := s.rt.system.Root
+	root := s.rt.root
 	timeout := requestTimeout(ctx)
 	if _, err := root.RequestFuture(s.rt.router, &messages.Unsubscribe{Subscriber: s.pid}, timeout).Result(); err != nil {
 		return fmt.Errorf("close subscription: %w", err)

@@ -73,7 +73,9 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(&messages.Unsubscribed{Topics: m.Topics})
 	case *actor.Terminated:
-		r.table.remove(m.Who, nil)
+		if !r.rt.stoppingTree.Load() {
+			r.table.remove(m.Who, nil)
+		}
 	case *flushRequest:
 		ctx.Forward(r.backbone)
 	case *countSubscribers:

@@ -29,6 +29,15 @@ const (
 // apart from the tallies, which are safe for concurrent use.
 type runtime struct {
 	system *actor.ActorSystem
+	// root sends from outside the actors (the apps' handles, the backbone's
+	// deliveries, requests); like every actor of ours it counts the bus
+	// messages it sends in queued.
+	root *actor.RootContext
+	// queued is the number of bus messages (envelopes of a Publish or
+	// Deliver) sent to one of our actors and not yet received by it: what
+	// sits in mailboxes. Whatever is still there when the tree has stopped
+	// was dropped with the mailbox, and Stop counts it (dropShutdown).
+	queued atomic.Int64
 	cfg    *config.Config
 	log    *slog.Logger
 	ids    *idGen
@@ -55,6 +64,11 @@ type runtime struct {
 	// stopping is set when the daemon starts to stop: a restart that was
 	// waiting out its backoff is not carried out any more.
 	stopping atomic.Bool
+	// stoppingTree is set when the drain is over and the tree is being
+	// stopped. A subscriber that stops then stays in the router's table,
+	// so that what is routed to it is counted as dropped (dropShutdown, as
+	// a dead letter) instead of being routed to nobody.
+	stoppingTree atomic.Bool
 	// stopBy is the deadline of the daemon's Stop (Unix nanoseconds; 0:
 	// none): the drain and the plugins' Stop share it.
 	stopBy atomic.Int64
@@ -165,6 +179,9 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 					panic(r)
 				}
 			}()
+			if n := busMessages(env.Message); n > 0 {
+				rt.queued.Add(-int64(n))
+			}
 			if cr, ok := env.Message.(*crashRequest); ok {
 				panic(cr)
 			}
@@ -178,10 +195,23 @@ func (rt *runtime) recoverMiddleware(who string) actor.ReceiverMiddleware {
 	}
 }
 
-// props builds the props of one of our actors: the recovery middleware, and
-// the supervision strategy for its children.
+// countSent counts the bus messages sent to an actor in queued; the
+// receiving actor's recoverMiddleware, or the dead-letter handler for an
+// actor that is gone, takes them off again.
+func (rt *runtime) countSent(next actor.SenderFunc) actor.SenderFunc {
+	return func(c actor.SenderContext, target *actor.PID, env *actor.MessageEnvelope) {
+		if n := busMessages(env.Message); n > 0 {
+			rt.queued.Add(int64(n))
+		}
+		next(c, target, env)
+	}
+}
+
+// props builds the props of one of our actors: the recovery middleware, the
+// count of bus messages it sends, and the supervision strategy for its
+// children.
 func (rt *runtime) props(who string, producer actor.Producer, children actor.SupervisorStrategy) *actor.Props {
-	opts := []actor.PropsOption{actor.WithReceiverMiddleware(rt.recoverMiddleware(who))}
+	opts := []actor.PropsOption{actor.WithReceiverMiddleware(rt.recoverMiddleware(who)), actor.WithSenderMiddleware(rt.countSent)}
 	if children != nil {
 		opts = append(opts, actor.WithSupervisor(children))
 	}

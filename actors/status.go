@@ -89,7 +89,7 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 		return st.Restarts[i].Directive < st.Restarts[j].Directive
 	})
 	var errs []error
-	res, err := d.rt.system.Root.RequestFuture(d.rt.apps, &listSubscriptions{}, requestTimeout(ctx)).Result()
+	res, err := d.rt.root.RequestFuture(d.rt.apps, &listSubscriptions{}, requestTimeout(ctx)).Result()
 	if err != nil {
 		errs = append(errs, err)
 	} else {

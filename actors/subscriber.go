@@ -212,7 +212,7 @@ func (s *subscriberActor) Receive(ctx actor.Context) {
 		if s.replyTo == nil {
 			seconds = 0
 		} else if !s.deadline.IsZero() {
-			self, root := ctx.Self(), s.rt.system.Root
+			self, root := ctx.Self(), s.rt.root
 			time.AfterFunc(time.Until(s.deadline), func() { root.Send(self, &subscribeDeadline{}) })
 		}
 		ctx.Request(s.rt.router, &messages.Subscribe{Topics: *s.state.topics.Load(), Subscriber: ctx.Self(), SnapshotSeconds: seconds})
@@ -259,7 +259,7 @@ func (s *outbox) enqueueAll(envs []*messages.Envelope) {
 // sink. A flush marker is answered: what came before it is gone.
 func (s *outbox) retire(it outItem, reason string) {
 	if it.flushed != nil {
-		s.rt.system.Root.Send(it.flushed, &flushed{})
+		s.rt.root.Send(it.flushed, &flushed{})
 		return
 	}
 	s.state.dequeued.Add(1)
@@ -307,7 +307,7 @@ func (s *outbox) write(ctx context.Context, q *ringQueue, done chan<- struct{}) 
 
 func (s *outbox) writeOne(ctx context.Context, it outItem) {
 	if it.flushed != nil {
-		s.rt.system.Root.Send(it.flushed, &flushed{})
+		s.rt.root.Send(it.flushed, &flushed{})
 		return
 	}
 	if ctx.Err() != nil {
