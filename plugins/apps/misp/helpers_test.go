@@ -313,7 +313,9 @@ func (m *fakeMISP) serveSighting(w http.ResponseWriter, body map[string]any) {
 		return
 	case refused:
 		w.WriteHeader(http.StatusForbidden)
-		_, _ = fmt.Fprintf(w, `{"saved": false, "name": "Could not add the Sighting.", "message": %q, "url": "/sightings/add"}`, refusal)
+		// MISP's saveFailResponse: a generic name and message, the
+		// reason in errors.
+		_, _ = fmt.Fprintf(w, `{"saved": false, "name": "Could not add Sighting", "message": "Could not add Sighting", "url": "/sightings/add", "errors": %q}`, refusal)
 		return
 	}
 	m.mu.Lock()

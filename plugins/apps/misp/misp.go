@@ -359,9 +359,10 @@ func (a *App) unsubscribe(log *slog.Logger) {
 	}
 }
 
-// Ready implements plugins.Checker: nil while the intake is connected and
-// MISP has been heard from recently, else why not (including when MISP was
-// last heard from).
+// Ready implements plugins.Checker: nil while the intake is connected, MISP
+// has been heard from recently and its REST API neither fails nor refuses
+// the key, else why not (the intake's reasons say when MISP was last heard
+// from).
 func (a *App) Ready() error {
 	if a.st == nil {
 		return errors.New("misp: not initialised")

@@ -74,8 +74,12 @@ func transient(err error) bool {
 	return se.Status >= 500 || se.Status == http.StatusRequestTimeout || se.Status == http.StatusTooManyRequests
 }
 
-// post sends body to path and returns the reply of a 2xx answer.
+// post sends body to path and returns the reply of a 2xx answer. A request
+// given up by its caller (ctx ended: the app stopping or restarting) says
+// nothing about MISP, so it does not count as a failure for Ready; one that
+// ran out of api.timeout does.
 func (c *restClient) post(ctx context.Context, path string, body []byte) ([]byte, error) {
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
@@ -87,7 +91,9 @@ func (c *restClient) post(ctx context.Context, path string, body []byte) ([]byte
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.failed(err)
+		if caller.Err() == nil {
+			c.failed(err)
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
@@ -97,7 +103,9 @@ func (c *restClient) post(ctx context.Context, path string, body []byte) ([]byte
 	}
 	if err != nil {
 		err = fmt.Errorf("read MISP's reply to %s: %w", path, err)
-		c.failed(err)
+		if caller.Err() == nil {
+			c.failed(err)
+		}
 		return nil, err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -109,8 +117,10 @@ func (c *restClient) post(ctx context.Context, path string, body []byte) ([]byte
 	return reply, nil
 }
 
-// replyMessage is MISP's explanation in an error reply: its "message",
-// else its "name" or "errors", else the start of the body.
+// replyMessage is MISP's explanation in an error reply: its "message" (else
+// its "name") and its "errors", else the start of the body. MISP's failure
+// replies (saveFailResponse) carry a generic message, "Could not add
+// Sighting", and the reason in errors.
 func replyMessage(b []byte) string {
 	var r struct {
 		Name    any `json:"name"`
@@ -118,10 +128,18 @@ func replyMessage(b []byte) string {
 		Errors  any `json:"errors"`
 	}
 	if json.Unmarshal(b, &r) == nil {
-		for _, v := range []any{r.Message, r.Name, r.Errors} {
-			if s := text(v); s != "" {
-				return s
+		msg := text(r.Message)
+		if msg == "" {
+			msg = text(r.Name)
+		}
+		if e := text(r.Errors); e != "" && e != msg {
+			if msg == "" {
+				return e
 			}
+			return msg + ": " + e
+		}
+		if msg != "" {
+			return msg
 		}
 	}
 	s := strings.TrimSpace(string(b))
