@@ -162,7 +162,7 @@ func TestRefusedCredentials(t *testing.T) {
 		name, user, pass, vhost, want string
 	}{
 		{"password", "guest", "wrong", "/", "access refused"},
-		{"vhost", "guest", "guest", "no-such-vhost-" + n.suffix, "vhost"},
+		{"vhost", "guest", "guest", "no-such-vhost-" + n.suffix, "not found (check vhost)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := newBackbone(t, n, func(b *rabbitmq.Backbone) {

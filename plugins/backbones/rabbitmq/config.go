@@ -36,14 +36,18 @@ const (
 	DefaultDialTimeout    = 10 * time.Second
 	DefaultReconnectMin   = 100 * time.Millisecond
 	DefaultReconnectMax   = 30 * time.Second
+	// DefaultMaxMessageSize is RabbitMQ's default max_message_size since
+	// 4.0 (before: 128 MiB), so that a default bus does not send what a
+	// default broker refuses.
+	DefaultMaxMessageSize = 16 << 20
 )
 
 // queuePrefix starts every queue name, as in the original.
 const queuePrefix = "threatbus"
 
-// maxBody is RabbitMQ's default max_message_size (128 MiB); a larger body
-// would make the broker close the channel on every retry.
-const maxBody = 128 << 20
+// maxMessageSizeLimit is the largest max_message_size RabbitMQ accepts
+// (512 MiB).
+const maxMessageSizeLimit = 512 << 20
 
 // Queue is the [backbones.rabbitmq.queue] table: how this host's queue is
 // named and declared. Keys and defaults are the original's.
@@ -114,6 +118,7 @@ func newDefaults() *Backbone {
 		Buffer:         DefaultBuffer,
 		MaxInFlight:    DefaultMaxInFlight,
 		PublishTimeout: config.Duration(DefaultPublishTimeout),
+		MaxMessageSize: DefaultMaxMessageSize,
 		Heartbeat:      config.Duration(DefaultHeartbeat),
 		DialTimeout:    config.Duration(DefaultDialTimeout),
 		ReconnectMin:   config.Duration(DefaultReconnectMin),
@@ -222,6 +227,9 @@ func (b *Backbone) settings() (*settings, error) {
 	}
 	if b.PublishTimeout <= 0 {
 		bad("publish_timeout must be positive")
+	}
+	if b.MaxMessageSize < 1 || b.MaxMessageSize > maxMessageSizeLimit {
+		bad("max_message_size %d: want 1 to %d bytes (RabbitMQ's own limit, 512 MiB), at most the broker's max_message_size", b.MaxMessageSize, maxMessageSizeLimit)
 	}
 	if b.DialTimeout <= 0 {
 		bad("dial_timeout must be positive")

@@ -131,6 +131,8 @@ func TestConfigErrors(t *testing.T) {
 		{`buffer = 0`, "buffer 0"},
 		{`max_in_flight = -1`, "max_in_flight -1"},
 		{`publish_timeout = "0s"`, "publish_timeout must be positive"},
+		{`max_message_size = 0`, "max_message_size 0: want 1 to 536870912 bytes"},
+		{`max_message_size = 536870913`, "max_message_size 536870913: want 1 to 536870912 bytes"},
 		{`heartbeat = "500ms"`, "heartbeat 500ms"},
 		{"reconnect_min = \"10s\"\nreconnect_max = \"1s\"", "reconnect_min <= reconnect_max"},
 		{`port = 0`, "port 0"},

@@ -2,10 +2,15 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +18,7 @@ import (
 
 	"github.com/threatbus/threatbus/internal/config"
 	"github.com/threatbus/threatbus/messages"
+	"github.com/threatbus/threatbus/plugins"
 )
 
 func TestBackoff(t *testing.T) {
@@ -324,5 +330,92 @@ func TestServePublisherEndsWhenItsConfirmsEndFirst(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the publisher session did not end within 5 s of its channel closing")
+	}
+}
+
+// TestClassifyDial: what retrying cannot fix is a configuration error;
+// everything else, an outage. The library turns a socket that failed during
+// the login or connection.open into refused credentials or vhost (code
+// 403); only the socket's own error tells them apart.
+func TestClassifyDial(t *testing.T) {
+	server := func(code int, reason string) error { return &amqp.Error{Code: code, Reason: reason, Server: true} }
+	timeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	for _, c := range []struct {
+		name   string
+		err    error
+		ioErr  error
+		config bool
+		want   string
+	}{
+		{"vhost not found", server(amqp.NotAllowed, "NOT_ALLOWED - vhost intel not found"), nil, true, "(check vhost)"},
+		{"vhost connection limit", server(amqp.NotAllowed, "NOT_ALLOWED - access to vhost 'intel' refused for user 'tb': connection limit (2) is reached"), nil, false, "connection limit"},
+		{"user connection limit", server(amqp.NotAllowed, "NOT_ALLOWED - Connection refused for user 'tb': user connection limit (1) is reached"), nil, false, "user connection limit"},
+		{"no permissions on the vhost", server(amqp.NotAllowed, "NOT_ALLOWED - access to vhost 'intel' refused for user 'tb'"), nil, false, "refused"},
+		{"vhost down", server(amqp.InternalError, "INTERNAL_ERROR - access to vhost 'intel' refused for user 'tb': vhost 'intel' is down"), nil, false, "is down"},
+		{"access refused by the server", server(amqp.AccessRefused, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"), nil, true, "access refused"},
+		{"no shared SASL mechanism", amqp.ErrSASL, nil, true, "SASL"},
+		{"login timed out", amqp.ErrCredentials, timeout, false, "at the login (connection.start-ok) without a reply from RabbitMQ: read tcp: i/o timeout"},
+		{"login without an I/O error", amqp.ErrCredentials, nil, false, "without a reply"},
+		{"connection.open timed out", amqp.ErrVhost, timeout, false, "at the connection.open without a reply"},
+		{"connection.open cut", amqp.ErrVhost, reset, false, "connection reset by peer"},
+		{"connection.open cut cleanly", amqp.ErrVhost, io.EOF, false, "EOF"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := classifyDial(c.err, c.ioErr)
+			var ce *plugins.ConfigError
+			if errors.As(err, &ce) != c.config || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("classifyDial = %v (configuration error: %t), want %q (configuration error: %t)", err, errors.As(err, &ce), c.want, c.config)
+			}
+		})
+	}
+	// Closed right after the login is RabbitMQ's refusal of a password, or
+	// a cut: dial asks again.
+	for _, ioErr := range []error{reset, io.EOF, io.ErrUnexpectedEOF} {
+		if err := classifyDial(amqp.ErrCredentials, ioErr); !errors.Is(err, errClosedAtLogin) {
+			t.Errorf("login closed by %v: %v, want errClosedAtLogin", ioErr, err)
+		}
+	}
+}
+
+// TestOutboxDropLarger: the messages above a size leave the buffer, sent or
+// not, and are no longer waited for; the rest keep their order, and those
+// sent before go out again first.
+func TestOutboxDropLarger(t *testing.T) {
+	var expired atomic.Uint64
+	o := newOutbox(time.Hour, &expired)
+	o.reopen()
+	always := func() bool { return true }
+	far := time.Now().Add(time.Hour)
+	for _, c := range []struct {
+		id   string
+		size int
+	}{{"a", 10}, {"big1", 101}, {"b", 100}, {"big2", 500}, {"c", 1}} {
+		m := msg(c.id)
+		m.pub.Body = make([]byte, c.size)
+		if err := o.accept(m, 10, far, always); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ { // a, big1, b sent
+		o.next(10)
+	}
+	sizes := o.dropLarger(100)
+	if fmt.Sprint(sizes) != "[101 500]" {
+		t.Fatalf("dropped sizes %v, want [101 500]", sizes)
+	}
+	if buffered, inTransit := o.sizes(); buffered != 3 || inTransit != 3 {
+		t.Fatalf("sizes = %d, %d; want 3, 3", buffered, inTransit)
+	}
+	if n := o.resend(); n != 2 {
+		t.Fatalf("resend = %d, want 2 (a and b)", n)
+	}
+	for _, want := range []string{"a", "b", "c"} {
+		if m, ok := o.next(10); !ok || m.own.id != want {
+			t.Fatalf("next = %v, want %s", m, want)
+		}
+	}
+	if o.returned("big1") {
+		t.Fatal("still waiting for a dropped message")
 	}
 }

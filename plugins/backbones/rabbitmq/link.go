@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,8 +24,9 @@ type link[S any] struct {
 	// serve runs a session until it breaks (an error) or the run ends (nil).
 	serve func(*run, S) error
 	conn  func(S) *amqp.Connection
-	// lost runs after a session ended, before the next is opened.
-	lost func()
+	// lost runs after a session ended, with the error it ended with, before
+	// the next is opened.
+	lost func(error)
 }
 
 // keepUp runs l until r ends. first is the session Start opened, or nil and
@@ -101,7 +104,7 @@ func keepUp[S comparable](b *Backbone, r *run, l link[S], first S, firstErr erro
 		err = l.serve(r, s)
 		r.setConn(l.name, nil)
 		_ = l.conn(s).CloseDeadline(time.Now().Add(time.Second))
-		l.lost()
+		l.lost(err)
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -128,7 +131,8 @@ func (b *Backbone) publishLoop(r *run, first *pubSession, firstErr error) {
 		open:  b.openPublisher,
 		serve: b.servePublisher,
 		conn:  func(s *pubSession) *amqp.Connection { return s.conn },
-		lost: func() {
+		lost: func(err error) {
+			b.dropTooLarge(err)
 			// Whatever was sent and not confirmed goes out again, in order,
 			// on the next connection: at least once.
 			if n := b.out.resend(); n > 0 {
@@ -146,13 +150,13 @@ func (b *Backbone) consumeLoop(r *run, first *consSession, firstErr error) {
 		open:  b.openConsumer,
 		serve: b.serveConsumer,
 		conn:  func(s *consSession) *amqp.Connection { return s.conn },
-		lost:  func() {},
+		lost:  func(error) {},
 	}, first, firstErr)
 }
 
 // servePublisher sends the outbox's messages in order, at most confirmWindow
 // unconfirmed at a time, until the session breaks or the run ends.
-func (b *Backbone) servePublisher(r *run, s *pubSession) error {
+func (b *Backbone) servePublisher(r *run, s *pubSession) (err error) {
 	// The confirms reader closes confirmDone when it ends, after setting
 	// confirmErr: the loop below and the deferred wait may both see that,
 	// in either order. Without confirms there is no reader, and the nil
@@ -173,6 +177,17 @@ func (b *Backbone) servePublisher(r *run, s *pubSession) error {
 		_ = s.conn.CloseDeadline(time.Now().Add(time.Second))
 		if confirmDone != nil {
 			<-confirmDone
+		}
+		// When RabbitMQ closed the channel, its reason says why the session
+		// ended better than the end of the confirms or a failed publish
+		// that followed from it. The library hands it over before it ends
+		// the confirms.
+		select {
+		case e := <-s.closed:
+			if e != nil {
+				err = e
+			}
+		default:
 		}
 	}()
 	for {
@@ -210,6 +225,44 @@ func (b *Backbone) servePublisher(r *run, s *pubSession) error {
 			b.out.confirm(true, time.Now())
 		}
 	}
+}
+
+// tooLarge is RabbitMQ's reason for closing a channel on a message above
+// its max_message_size (406 PRECONDITION_FAILED); "configured" is missing
+// when the limit is the largest possible.
+var tooLarge = regexp.MustCompile(`message size (\d+) is larger than (?:configured )?max size (\d+)`)
+
+// dropTooLarge handles RabbitMQ's refusal of a message above its
+// max_message_size, which closed the publisher's channel: sent again, it
+// would be refused again on every connection, forever, and everything
+// behind it with it. Instead the buffered messages above the broker's limit
+// are dropped (counted, and logged once per refusal), and Publish refuses
+// such messages from now on.
+func (b *Backbone) dropTooLarge(err error) {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed {
+		return
+	}
+	m := tooLarge.FindStringSubmatch(ae.Reason)
+	if m == nil {
+		return
+	}
+	size, _ := strconv.ParseInt(m[1], 10, 64)
+	limit, perr := strconv.ParseInt(m[2], 10, 64)
+	if perr != nil || limit <= 0 {
+		return
+	}
+	b.brokerMax.Store(limit)
+	sizes := b.out.dropLarger(limit)
+	// Without confirms the refused message has left the buffer already;
+	// it is lost all the same.
+	n := max(len(sizes), 1)
+	b.stats.drop(causeTooLarge, uint64(n))
+	if len(sizes) > 10 {
+		sizes = sizes[:10]
+	}
+	b.logger().Error("RabbitMQ refused a message larger than its max_message_size; dropping every buffered message above that size instead of sending it again, and refusing such messages until the backbone restarts (set max_message_size to at most the broker's)",
+		"size", size, "broker_max_message_size", limit, "max_message_size", b.MaxMessageSize, "dropped", n, "dropped_sizes", sizes)
 }
 
 // readConfirms settles the outbox's messages as RabbitMQ confirms them. The

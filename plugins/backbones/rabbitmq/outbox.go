@@ -223,6 +223,35 @@ func (o *outbox) resend() int {
 	return n
 }
 
+// dropLarger removes the messages whose body is larger than limit, sent or
+// waiting, keeping the order of the rest, and stops waiting for them to
+// come back. It returns their sizes.
+func (o *outbox) dropLarger(limit int64) []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var sizes []int
+	n, sent := o.msgs.len(), o.sent
+	for i := 0; i < n; i++ {
+		m := o.msgs.pop()
+		if int64(len(m.pub.Body)) <= limit {
+			o.msgs.push(m)
+			continue
+		}
+		sizes = append(sizes, len(m.pub.Body))
+		if i < sent {
+			o.sent--
+		}
+		m.own.back = true
+		if o.own[m.own.id] == m.own {
+			delete(o.own, m.own.id)
+		}
+	}
+	if len(sizes) > 0 {
+		o.signal()
+	}
+	return sizes
+}
+
 // returned records that own message id came back. It reports whether id was
 // one this host was waiting for.
 func (o *outbox) returned(id string) bool {

@@ -20,6 +20,10 @@ type proxy struct {
 	up    bool
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+	// answer, when set, may play the broker itself: it gets each connection
+	// and its number (1, 2, …) and reports whether it handled it.
+	answer func(c net.Conn, n int) bool
+	n      int
 }
 
 // newProxy listens on a free loopback port; with tlsConf it speaks TLS to
@@ -54,6 +58,13 @@ func newProxy(t *testing.T, tlsConf *tls.Config) *proxy {
 
 func (p *proxy) addr() string { return p.ln.Addr().String() }
 
+// connections returns how many connections the proxy accepted.
+func (p *proxy) connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
 func (p *proxy) accept() {
 	defer p.wg.Done()
 	for {
@@ -74,9 +85,23 @@ func (p *proxy) accept() {
 	}
 }
 
+// answerWith makes f answer the connections it wants (see proxy.answer).
+func (p *proxy) answerWith(f func(c net.Conn, n int) bool) {
+	p.mu.Lock()
+	p.answer = f
+	p.mu.Unlock()
+}
+
 func (p *proxy) serve(c net.Conn) {
 	defer p.wg.Done()
 	defer p.drop(c)
+	p.mu.Lock()
+	p.n++
+	answer, n := p.answer, p.n
+	p.mu.Unlock()
+	if answer != nil && answer(c, n) {
+		return
+	}
 	s, err := net.Dial("tcp", p.target)
 	if err != nil {
 		return

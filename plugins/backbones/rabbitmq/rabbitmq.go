@@ -89,6 +89,10 @@ type Backbone struct {
 	// PublishTimeout bounds how long Publish waits, while connected, for room
 	// in the buffer or for MaxInFlight.
 	PublishTimeout config.Duration `toml:"publish_timeout"`
+	// MaxMessageSize is the largest body, in bytes, Publish accepts. It must
+	// not exceed the broker's max_message_size: RabbitMQ refuses a larger
+	// message by closing the publisher's channel.
+	MaxMessageSize int `toml:"max_message_size"`
 
 	// Heartbeat is the AMQP heartbeat interval we propose; the lower of
 	// ours and the server's applies.
@@ -111,6 +115,9 @@ type Backbone struct {
 
 	pub, cons atomic.Pointer[linkState]
 	rejects   onceLog
+	// brokerMax is RabbitMQ's max_message_size as its refusal of a larger
+	// message told it (see dropTooLarge); 0 while unknown.
+	brokerMax atomic.Int64
 }
 
 var (
@@ -199,6 +206,7 @@ func (b *Backbone) Start(ctx context.Context, deliver func(*messages.Envelope)) 
 		return errors.New("rabbitmq: already started")
 	}
 	b.ids.init()
+	b.brokerMax.Store(0) // the broker's limit may have been raised meanwhile
 	down := &linkState{err: errors.New("connecting")}
 	b.pub.Store(down)
 	b.cons.Store(down)
@@ -250,11 +258,16 @@ func (b *Backbone) Publish(_ context.Context, env *messages.Envelope) error {
 	if b.out == nil || b.cfg == nil {
 		return errStopped
 	}
-	switch {
-	case len(env.Id) == 0 || len(env.Id) > 255:
+	if len(env.Id) == 0 || len(env.Id) > 255 {
 		return fmt.Errorf("rabbitmq: envelope id of %d bytes does not fit the message-id property (1..255)", len(env.Id))
-	case len(env.Payload) > maxBody:
-		return fmt.Errorf("rabbitmq: message of %d bytes exceeds RabbitMQ's default max_message_size (%d)", len(env.Payload), maxBody)
+	}
+	// RabbitMQ would close the channel on a larger message; refused here,
+	// the bus counts the drop and nothing else is held up.
+	if broker := b.brokerMax.Load(); broker > 0 && broker < int64(b.MaxMessageSize) && int64(len(env.Payload)) > broker {
+		return fmt.Errorf("rabbitmq: message of %d bytes exceeds RabbitMQ's max_message_size (%d, as it said when it refused a larger message; max_message_size here is %d)", len(env.Payload), broker, b.MaxMessageSize)
+	}
+	if len(env.Payload) > b.MaxMessageSize {
+		return fmt.Errorf("rabbitmq: message of %d bytes exceeds max_message_size (%d)", len(env.Payload), b.MaxMessageSize)
 	}
 	m := &outMsg{pub: b.publishing(env), own: &ownMsg{id: env.Id}}
 	deadline := time.Now().Add(b.PublishTimeout.D())

@@ -6,10 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -20,10 +23,29 @@ import (
 // dial opens one connection. link names it ("publisher", "consumer") in
 // RabbitMQ's connection list.
 func (b *Backbone) dial(ctx context.Context, link string) (*amqp.Connection, error) {
+	conn, err := b.handshake(ctx, link)
+	if errors.Is(err, errClosedAtLogin) {
+		// RabbitMQ refuses a username or password by closing the socket
+		// after connection.start-ok without a word (the library does not
+		// offer authentication_failure_close, which would make it say so);
+		// a load balancer or proxy cutting the connection at that moment
+		// looks the same. Only a refusal repeats: log in once more before
+		// calling the configuration wrong.
+		conn, err = b.handshake(ctx, link)
+		if errors.Is(err, errClosedAtLogin) {
+			return nil, &plugins.ConfigError{Err: errors.New("access refused: RabbitMQ closed the connection after the login, twice in a row, which is how it refuses a username or password (check username and password, and whether the user may connect from this host)")}
+		}
+	}
+	return conn, err
+}
+
+// handshake makes one connection attempt.
+func (b *Backbone) handshake(ctx context.Context, link string) (*amqp.Connection, error) {
 	s := b.cfg
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(fmt.Sprintf("threatbus %s %s", s.queue, link))
 	timeout := b.DialTimeout.D()
+	var sock *recordingConn
 	cfg := amqp.Config{
 		Heartbeat:  b.Heartbeat.D(),
 		Properties: props,
@@ -40,7 +62,8 @@ func (b *Backbone) dial(ctx context.Context, link string) (*amqp.Connection, err
 				conn.Close()
 				return nil, err
 			}
-			return conn, nil
+			sock = &recordingConn{Conn: conn}
+			return sock, nil
 		},
 	}
 	if s.tls != nil {
@@ -56,23 +79,103 @@ func (b *Backbone) dial(ctx context.Context, link string) (*amqp.Connection, err
 	}
 	conn, err := amqp.DialConfig(url, cfg)
 	if err != nil {
-		return nil, classifyDial(err)
+		var ioErr error
+		if sock != nil {
+			ioErr = sock.failure()
+			// After some failures (no shared SASL mechanism) the library
+			// leaves the socket and its reader open.
+			sock.Close()
+		}
+		return nil, classifyDial(err, ioErr)
 	}
 	return conn, nil
 }
 
+// recordingConn is the socket under an AMQP connection; it keeps the first
+// error of a read or write. The library reports a socket that failed during
+// the login or connection.open, with no reply from the server, as if the
+// server had refused the credentials or the vhost: only the socket's own
+// error tells a slow or cut connection from a refusal.
+type recordingConn struct {
+	net.Conn
+	mu  sync.Mutex
+	err error
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.record(err)
+	}
+	return n, err
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.record(err)
+	}
+	return n, err
+}
+
+func (c *recordingConn) record(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+}
+
+// failure returns the socket's first I/O error, nil if there was none.
+func (c *recordingConn) failure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// errClosedAtLogin: the server closed the socket right after
+// connection.start-ok, without a reply. See dial.
+var errClosedAtLogin = errors.New("RabbitMQ closed the connection after the login")
+
+// vhostNotFound is RabbitMQ's reply to connection.open for a vhost that
+// does not exist ("NOT_ALLOWED - vhost x not found").
+var vhostNotFound = regexp.MustCompile(`(?s)^(?:NOT_ALLOWED - )?vhost .* not found$`)
+
 // classifyDial marks the failures retrying cannot fix as configuration
-// errors: refused credentials or vhost, a server certificate that does not
-// verify, a server that does not speak TLS.
-func classifyDial(err error) error {
+// errors: refused credentials, a vhost that does not exist, a server
+// certificate that does not verify, a server that does not speak TLS.
+// ioErr is the socket's first I/O error, if any.
+func classifyDial(err, ioErr error) error {
+	// These two the library makes up (code 403, as if the server had
+	// refused) when the socket failed during the login or connection.open
+	// without a reply: our dial_timeout on a slow broker, a cut connection.
+	// RabbitMQ explains every refusal of connection.open, and a login it
+	// refuses it closes (see dial); anything else is an outage.
+	switch {
+	case errors.Is(err, amqp.ErrCredentials) && closedByPeer(ioErr):
+		return errClosedAtLogin
+	case errors.Is(err, amqp.ErrCredentials), errors.Is(err, amqp.ErrVhost):
+		step := "login (connection.start-ok)"
+		if errors.Is(err, amqp.ErrVhost) {
+			step = "connection.open"
+		}
+		if ioErr == nil {
+			return fmt.Errorf("AMQP handshake failed at the %s without a reply from RabbitMQ", step)
+		}
+		return fmt.Errorf("AMQP handshake failed at the %s without a reply from RabbitMQ: %w", step, ioErr)
+	}
 	var ae *amqp.Error
 	if errors.As(err, &ae) {
 		switch {
 		case ae.Code == amqp.AccessRefused:
 			return &plugins.ConfigError{Err: fmt.Errorf("access refused: %s (check username, password and vhost)", ae.Reason)}
-		case ae.Code == amqp.NotAllowed && strings.Contains(ae.Reason, "vhost"):
+		case ae.Code == amqp.NotAllowed && vhostNotFound.MatchString(ae.Reason):
 			return &plugins.ConfigError{Err: fmt.Errorf("%s (check vhost)", ae.Reason)}
 		}
+		// Other NOT_ALLOWED replies to connection.open pass, to be retried:
+		// a vhost's or user's connection limit reached ("access to vhost
+		// 'x' refused for user 'u': connection limit (2) is reached"), or
+		// no permissions on the vhost yet.
 		return err
 	}
 	var (
@@ -88,6 +191,12 @@ func classifyDial(err error) error {
 		return &plugins.ConfigError{Err: fmt.Errorf("TLS: %w (is the port an amqps port?)", err)}
 	}
 	return err
+}
+
+// closedByPeer reports whether err says the other side closed the socket.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // declareExchange declares the shared exchange with the original's flags:

@@ -51,9 +51,14 @@ type counters struct {
 	delivered, foreign, redelivered       atomic.Uint64
 	connects, disconnects, failedAttempts atomic.Uint64
 	loopbackTimeouts                      atomic.Uint64
-	lastRejectMu                          sync.Mutex
+	lastRejectMu                          sync.Mutex // guards rejectedBy and droppedBy
 	rejectedBy                            map[string]uint64
+	droppedBy                             map[string]uint64
 }
+
+// causeTooLarge is the cause of a message dropped because RabbitMQ refused
+// one of its size (see dropTooLarge).
+const causeTooLarge = "too_large"
 
 // Stats are the backbone's counters since it was created.
 type Stats struct {
@@ -79,6 +84,10 @@ type Stats struct {
 	Redelivered uint64 `json:"redelivered"`
 	// Rejected counts deliveries rejected without requeue, by cause.
 	Rejected map[string]uint64 `json:"rejected"`
+	// Dropped counts messages Publish accepted and the backbone then gave
+	// up on, by cause: too_large, above RabbitMQ's max_message_size (it
+	// refused one of them).
+	Dropped map[string]uint64 `json:"dropped"`
 	// Connects, Disconnects and FailedAttempts count connection events of
 	// both links.
 	Connects       uint64 `json:"connects"`
@@ -105,10 +114,14 @@ func (b *Backbone) Stats() Stats {
 		Connects: c.connects.Load(), Disconnects: c.disconnects.Load(), FailedAttempts: c.failedAttempts.Load(),
 		LoopbackTimeouts: c.loopbackTimeouts.Load(),
 		Rejected:         map[string]uint64{},
+		Dropped:          map[string]uint64{},
 	}
 	c.lastRejectMu.Lock()
 	for k, v := range c.rejectedBy {
 		st.Rejected[k] = v
+	}
+	for k, v := range c.droppedBy {
+		st.Dropped[k] = v
 	}
 	c.lastRejectMu.Unlock()
 	if b.out != nil {
@@ -123,6 +136,15 @@ func (c *counters) reject(cause string) {
 		c.rejectedBy = map[string]uint64{}
 	}
 	c.rejectedBy[cause]++
+	c.lastRejectMu.Unlock()
+}
+
+func (c *counters) drop(cause string, n uint64) {
+	c.lastRejectMu.Lock()
+	if c.droppedBy == nil {
+		c.droppedBy = map[string]uint64{}
+	}
+	c.droppedBy[cause] += n
 	c.lastRejectMu.Unlock()
 }
 
@@ -213,6 +235,9 @@ func (b *Backbone) Report() plugins.Report {
 	}
 	for cause, n := range st.Rejected {
 		m = append(m, plugins.Metric{Name: "rabbitmq_rejected_total", Help: "Deliveries rejected without requeue, by cause.", Counter: true, Labels: map[string]string{"cause": cause}, Value: float64(n)})
+	}
+	for cause, n := range st.Dropped {
+		m = append(m, plugins.Metric{Name: "rabbitmq_dropped_total", Help: "Accepted messages given up on, by cause (too_large: above RabbitMQ's max_message_size).", Counter: true, Labels: map[string]string{"cause": cause}, Value: float64(n)})
 	}
 	return plugins.Report{Details: st, Metrics: m}
 }
