@@ -193,11 +193,13 @@ func NewSnapshotRequest(typ SnapshotType, id string, window time.Duration) (*Sna
 		return nil, fieldErr(o, "snapshot", "window %v is not a positive whole number of seconds", window)
 	}
 	out := make([]byte, 0, 128)
-	out = append(out, `{"type":"snapshotrequest","snapshot_type":`...)
+	// The original's bytes (Python's json.dumps separators), as the spec
+	// and its test vector have them.
+	out = append(out, `{"type": "snapshotrequest", "snapshot_type": `...)
 	out = strconv.AppendInt(out, int64(typ), 10)
-	out = append(out, `,"snapshot_id":`...)
+	out = append(out, `, "snapshot_id": `...)
 	out = appendString(out, id)
-	out = append(out, `,"snapshot":`...)
+	out = append(out, `, "snapshot": `...)
 	out = strconv.AppendInt(out, int64(window/time.Second), 10)
 	out = append(out, '}')
 	return DecodeSnapshotRequest(out)
@@ -255,11 +257,11 @@ func NewSnapshotEnvelope(typ SnapshotType, id string, body []byte) (*SnapshotEnv
 		return nil, err
 	}
 	out := make([]byte, 0, 96+len(id)+len(body))
-	out = append(out, `{"type":"snapshotenvelope","snapshot_type":`...)
+	out = append(out, `{"type": "snapshotenvelope", "snapshot_type": `...)
 	out = strconv.AppendInt(out, int64(typ), 10)
-	out = append(out, `,"snapshot_id":`...)
+	out = append(out, `, "snapshot_id": `...)
 	out = appendString(out, id)
-	out = append(out, `,"body":`...)
+	out = append(out, `, "body": `...)
 	out = append(out, body...)
 	out = append(out, '}')
 	e, err := DecodeSnapshotEnvelope(out)

@@ -10,19 +10,19 @@ import (
 const snapID = "8a5e3c2b-1f0d-4e6a-9b7c-2d4f6a8b0c1e"
 
 func TestNewSnapshotRequestExact(t *testing.T) {
-	r, err := NewSnapshotRequest(SnapshotIndicators, snapID, 3712417*time.Second)
+	// The test vector, byte for byte (the original's json.dumps).
+	r, err := NewSnapshotRequest(SnapshotSightings, "SNAPSHOT_UUID", 3712417*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"type":"snapshotrequest","snapshot_type":1,"snapshot_id":"` + snapID + `","snapshot":3712417}`
-	if string(r.Raw) != want {
+	if want := bytes.TrimSpace(readTestdata(t, "stix/snapshotrequest.json")); !bytes.Equal(r.Raw, want) {
 		t.Errorf("got  %s\nwant %s", r.Raw, want)
 	}
-	if r.SnapshotType != SnapshotIndicators || r.SnapshotID != snapID || r.Window != 3712417*time.Second {
+	if r.SnapshotType != SnapshotSightings || r.SnapshotID != "SNAPSHOT_UUID" || r.Window != 3712417*time.Second {
 		t.Errorf("%+v", r)
 	}
-	s, err := NewSnapshotRequest(SnapshotSightings, snapID, time.Hour)
-	if err != nil || !bytes.Contains(s.Raw, []byte(`"snapshot_type":2,`)) || !bytes.HasSuffix(s.Raw, []byte(`"snapshot":3600}`)) {
+	s, err := NewSnapshotRequest(SnapshotIndicators, snapID, time.Hour)
+	if err != nil || !bytes.Contains(s.Raw, []byte(`"snapshot_type": 1,`)) || !bytes.HasSuffix(s.Raw, []byte(`"snapshot": 3600}`)) {
 		t.Errorf("%s %v", s.Raw, err)
 	}
 	for _, tc := range []struct {
@@ -45,12 +45,25 @@ func TestNewSnapshotRequestExact(t *testing.T) {
 }
 
 func TestNewSnapshotEnvelopeExact(t *testing.T) {
+	// The test vector, byte for byte: its body wrapped again is the file.
+	vector := bytes.TrimSpace(readTestdata(t, "stix/snapshotenvelope-indicator.json"))
+	i := bytes.Index(vector, []byte(`"body": `))
+	if i < 0 {
+		t.Fatal("test vector without body")
+	}
+	v, err := NewSnapshotEnvelope(SnapshotIndicators, "SNAPSHOT_UUID", vector[i+len(`"body": `):len(vector)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(v.Raw, vector) {
+		t.Errorf("got  %s\nwant %s", v.Raw, vector)
+	}
 	body := readTestdata(t, "stix/indicator-opencti-style.json")
 	e, err := NewSnapshotEnvelope(SnapshotIndicators, snapID, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"type":"snapshotenvelope","snapshot_type":1,"snapshot_id":"` + snapID + `","body":` + string(bytes.TrimSpace(body)) + `}`
+	want := `{"type": "snapshotenvelope", "snapshot_type": 1, "snapshot_id": "` + snapID + `", "body": ` + string(bytes.TrimSpace(body)) + `}`
 	if string(e.Raw) != want {
 		t.Errorf("got  %s\nwant %s", e.Raw, want)
 	}
