@@ -248,8 +248,13 @@ func (d *Daemon) stopTree(ctx context.Context) error {
 }
 
 // drain pushes a flush barrier through the router and the backbone, then
-// through every subscriber's outbox.
+// through every subscriber's outbox, within drain_timeout (and ctx): a sink
+// that cannot deliver (its peer gone) holds up its own flush, and the stop
+// then goes on without it; its subscriber's stop step gives it another
+// drain_timeout at most before the sink's context ends.
 func (d *Daemon) drain(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.rt.cfg.Bus.DrainTimeout.D())
+	defer cancel()
 	root := d.rt.root
 	res, err := root.RequestFuture(d.rt.router, &flushRequest{}, requestTimeout(ctx)).Result()
 	if err != nil {

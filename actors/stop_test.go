@@ -211,3 +211,47 @@ func TestEveryBusMessageSentIsReceived(t *testing.T) {
 	recs[0].WaitLen(t, 51)
 	bustest.Eventually(t, "mailboxes empty", func() bool { return b.Daemon.Queued() == 0 })
 }
+
+// TestDrainEndsAtDrainTimeout: a sink that cannot deliver (it waits for its
+// context, like one whose peer is gone) holds the stop up for drain_timeout
+// and the subscriber's own stop step, not for the caller's whole deadline;
+// its message is counted.
+func TestDrainEndsAtDrainTimeout(t *testing.T) {
+	bb := &inmem.Backbone{}
+	app := newFeeder(t)
+	cfg := config.Defaults()
+	cfg.Backbone = config.Instance{Kind: plugins.KindBackbone, Name: "bb", Plugin: bb}
+	cfg.Apps = []config.Instance{{Kind: plugins.KindApp, Name: "app", Plugin: app}}
+	cfg.Admin.Listen = ""
+	cfg.Bus.DrainTimeout = config.Duration(300 * time.Millisecond)
+	d, err := actors.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := <-app.bus
+	blocked := make(chan struct{}, 1)
+	stuck := func(ctx context.Context, _ *messages.Envelope) error {
+		blocked <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if _, err := bus.Subscribe(context.Background(), plugins.SubscribeRequest{Topics: []string{""}, Sink: stuck}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(context.Background(), bustest.Indicator(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	began := time.Now()
+	if err := d.Stop(ctx); err == nil {
+		t.Error("a drain that could not finish reported no error")
+	}
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("Stop took %v with drain_timeout 300ms", took)
+	}
+	if n := d.Stats().Drops["shutdown"]; n != 1 {
+		t.Errorf("drops %v, want the stuck message as shutdown", d.Stats().Drops)
+	}
+}
