@@ -1,6 +1,10 @@
 package zmq
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/threatbus/threatbus/plugins"
+)
 
 // DropCase is an inbound frame the spec says must be dropped.
 type DropCase struct{ Name, Frame, Cause string }
@@ -19,3 +23,12 @@ const (
 	CauseMultipart       = causeMultipart
 	CauseUnknownSnapshot = causeUnknownSnapshot
 )
+
+// BusSubscription is the bus subscription behind an app's private topic,
+// for tests that end it from the bus's side; nil when there is none.
+func (a *App) BusSubscription(p2p string) plugins.Subscription {
+	if c := a.st.lookup(p2p); c != nil {
+		return c.sub
+	}
+	return nil
+}

@@ -474,3 +474,187 @@ func TestSnapshotRequestSkipped(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// TestEndedSubscriptionTotals: what was held for an app that never
+// connected is thrown away when its subscription ends, and the line that
+// logs the end counts it (discarded), at WARN like every drop, whether the
+// app unsubscribed or its heartbeats stopped.
+func TestEndedSubscriptionTotals(t *testing.T) {
+	for _, c := range []struct {
+		name, msg string
+		setup     setup
+		end       func(t *testing.T, e *env, a *app)
+	}{
+		{"unsubscribe", "app unsubscribed", setup{}, func(t *testing.T, e *env, a *app) {
+			if status, err := zmqclient.Unsubscribe(e.endpoint, a.p2p(), zmqclient.Timeout); status != zmqclient.StatusSuccess {
+				t.Fatalf("unsubscribe: %q %v", status, err)
+			}
+		}},
+		{"expiry", "subscription expired", setup{app: func(a *zmq.App) { a.HeartbeatTimeout = config.Duration(time.Second) }}, func(t *testing.T, e *env, a *app) {
+			bustest.Eventually(t, "the subscription to expire", func() bool { return e.app.Stats().Expired == 1 })
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := start(t, c.setup)
+			a := e.subscribeOnly(t, 0, "stix2/indicator") // never connects
+			e.bus.Publish(t, bustest.Indicator(t, 1))
+			bustest.Eventually(t, "the message to be held", func() bool { return statsOf(t, e.app, a.p2p()).Held == 1 })
+			c.end(t, e, a)
+			// The line is written before the app gets its reply (or the
+			// expiry is counted): its totals are final.
+			line := logLine(e, c.msg)
+			for _, want := range []string{"level=WARN", "topic=" + a.p2p(), " held=0 ", " dropped=1 ", " discarded=1 "} {
+				if !strings.Contains(line, want) {
+					t.Fatalf("the end of the subscription logged as\n%s\nwant %q in it", line, want)
+				}
+			}
+			if n := e.log.count(a.p2p()); n != 2 { // subscribed, ended
+				t.Errorf("%d log lines name the subscription, want 2", n)
+			}
+		})
+	}
+}
+
+// TestStopWithHeldFrames: the bus stops while an app that never connected
+// has max_pending messages held and its subscription's sink waits for
+// room. Nothing is lost without a count: the held message is discarded, and
+// logged as such when the bus ends the subscription; the other two are the
+// bus's shutdown drops (the waiting sink returns when its context ends).
+// The stop takes about two drain timeouts (the drain barrier's, then the
+// subscription's stop step) and the app's Run returns in time: that much
+// relies on the bus bounding its drain barrier by drain_timeout too (actors,
+// since "the drain barrier waits drain_timeout at most"); before, Stop took
+// its caller's whole deadline and then abandoned every app at once.
+func TestStopWithHeldFrames(t *testing.T) {
+	const drain = time.Second
+	e := start(t, setup{
+		app:        func(a *zmq.App) { a.MaxPending = 1 },
+		bus:        func(c *config.Config) { c.Bus.DrainTimeout = config.Duration(drain) },
+		drainFails: true,
+	})
+	a := e.subscribeOnly(t, 0, "stix2/indicator") // never connects
+	const n = 3
+	for i := 0; i < n; i++ {
+		e.bus.Publish(t, bustest.Indicator(t, i))
+	}
+	// One held, one in the sink waiting for room, one in the outbox.
+	bustest.Eventually(t, "the sink to wait for room", func() bool {
+		s := statsOf(t, e.app, a.p2p())
+		return s.Held == 1 && s.Bus.Queued == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	begin := time.Now()
+	err := e.bus.Daemon.Stop(ctx)
+	took := time.Since(begin)
+	t.Logf("Stop returned after %s: %v", took.Round(time.Millisecond), err) // the drain barrier cannot pass the waiting sink
+	if took > 2*drain+2*time.Second {
+		t.Errorf("Stop took %s with drain_timeout %s", took, drain)
+	}
+	if line := logLine(e, "abandoning it\" app=zmq"); line != "" {
+		t.Errorf("the app was abandoned: %s", line)
+	}
+	if e.log.count("zmq app stopped") != 1 {
+		t.Error("Run did not finish")
+	}
+	bustest.Eventually(t, "the end of the subscription to be logged", func() bool {
+		return logLine(e, "subscription ended by the bus") != ""
+	})
+	line := logLine(e, "subscription ended by the bus")
+	for _, want := range []string{"level=WARN", "topic=" + a.p2p(), " sent=0 ", " held=0 ", " discarded=1 "} {
+		if !strings.Contains(line, want) {
+			t.Fatalf("the end of the subscription logged as\n%s\nwant %q in it", line, want)
+		}
+	}
+	if got := e.bus.Daemon.Stats().Drops["shutdown"]; got != n-1 {
+		t.Errorf("the bus dropped %d messages at shutdown, want %d", got, n-1)
+	}
+}
+
+// TestSnapshotRequestWithFullChannel: while the app's sockets are closed
+// (a restart), the channel all subscriptions share with the pub loop fills
+// up; a snapshot request for an app holding less than max_pending is held
+// for it all the same, not skipped, and arrives once it is back.
+func TestSnapshotRequestWithFullChannel(t *testing.T) {
+	r := &restartable{ready: make(chan struct{})}
+	e := start(t, setup{
+		app:  func(a *zmq.App) { a.MaxPending = 5000 },
+		wrap: func(a *zmq.App) plugins.App { r.App = a; return r },
+	})
+	<-r.ready
+	a := e.subscribe(t, 0, "stix2/indicator")
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	const n = 4200 // more than the shared channel holds (4096)
+	for i := 0; i < n; i++ {
+		e.bus.Publish(t, bustest.Indicator(t, i))
+	}
+	bustest.Eventually(t, "the shared channel to fill", func() bool {
+		s := statsOf(t, e.app, a.p2p())
+		return s.Held >= 4096 && int(s.Held)+s.Bus.Queued == n
+	})
+	held := statsOf(t, e.app, a.p2p()).Held
+	rec := bustest.NewRecorder("requester")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if _, err := e.bus.Bus.Subscribe(ctx, plugins.SubscribeRequest{Topics: []string{"stix2/sighting"}, Snapshot: 24 * time.Hour, Sink: rec.Sink, Name: rec.Name}); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, "the snapshot request to reach the app", func() bool {
+		s := statsOf(t, e.app, a.p2p())
+		return s.Held == held+1 || s.SnapshotRequestsSkipped > 0
+	})
+	if s := statsOf(t, e.app, a.p2p()); s.SnapshotRequestsSkipped != 0 {
+		t.Fatalf("the snapshot request was skipped: %+v", s)
+	}
+	r.launch(context.Background())
+	bustest.Eventually(t, "the app to listen again", func() bool { return e.app.Ready() == nil })
+	requests, next := 0, 0
+	for i := 0; i < n+1; i++ {
+		topic, payload := a.next()
+		if topic == a.p2p()+"snapshotrequest" {
+			requests++
+			continue
+		}
+		if seq := bustest.Seq(t, payload); seq != next {
+			t.Fatalf("got message %d, want %d", seq, next)
+		}
+		next++
+	}
+	if requests != 1 {
+		t.Fatalf("%d snapshot requests", requests)
+	}
+	bustest.Eventually(t, "the counters to settle", func() bool {
+		s := statsOf(t, e.app, a.p2p())
+		return s.Sent == n+1 && s.Held == 0
+	})
+	if s := statsOf(t, e.app, a.p2p()); s.Dropped() != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestBusEndsSubscription: when the bus ends an app's subscription (here its
+// actor stops, as when it dies), the app's subscription ends too: what was
+// held is discarded and logged, and the next heartbeat answers "error", so
+// that the client subscribes again instead of waiting for nothing.
+func TestBusEndsSubscription(t *testing.T) {
+	e := start(t, setup{})
+	a := e.subscribeOnly(t, 0, "stix2/indicator") // never connects
+	e.bus.Publish(t, bustest.Indicator(t, 1))
+	bustest.Eventually(t, "the message to be held", func() bool { return statsOf(t, e.app, a.p2p()).Held == 1 })
+	if err := e.bus.Daemon.KillSubscription(e.app.BusSubscription(a.p2p())); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, "the subscription to end", func() bool { return len(e.app.Stats().Subscriptions) == 0 })
+	bustest.Eventually(t, "the end to be logged", func() bool { return logLine(e, "subscription ended by the bus") != "" })
+	line := logLine(e, "subscription ended by the bus")
+	for _, want := range []string{"level=WARN", "topic=" + a.p2p(), " held=0 ", " discarded=1 "} {
+		if !strings.Contains(line, want) {
+			t.Fatalf("the end of the subscription logged as\n%s\nwant %q in it", line, want)
+		}
+	}
+	if status, err := zmqclient.Heartbeat(e.endpoint, a.p2p(), zmqclient.Timeout); status != zmqclient.StatusError {
+		t.Fatalf("heartbeat for an ended subscription: %q %v", status, err)
+	}
+}

@@ -92,10 +92,9 @@ func (a *App) handle(ctx context.Context, bus plugins.Bus, parts [][]byte, peer 
 			log.Debug("unsubscribe for an unknown topic", "topic", truncate([]byte(req.topics[0]), 64), "peer", peer)
 			return statusReply(statusError)
 		}
-		if err := st.end(ctx, c); err != nil {
+		if err := st.end(ctx, c, "app unsubscribed"); err != nil {
 			log.Warn("ending a subscription", "topic", c.p2p, "error", err)
 		}
-		st.logEnd(log, c, "app unsubscribed")
 		return statusReply(statusSuccess)
 	case actionHeartbeat:
 		c := st.lookup(req.topics[0])
@@ -130,8 +129,11 @@ func (a *App) subscribe(ctx context.Context, bus plugins.Bus, req request, peer 
 		log.Warn("subscribe failed", "topics", req.topics, "error", err)
 		return statusReply(statusError)
 	}
-	c.sub = sub
-	st.add(c)
+	if !st.add(c, sub) {
+		// Its sink saw its context end: busEnded logs what it had.
+		log.Warn("subscribe failed: the bus ended the subscription at once", "topic", p2p, "topics", req.topics)
+		return statusReply(statusError)
+	}
 	log.Info("app subscribed", "topic", p2p, "topics", req.topics, "snapshot", req.snapshot, "snapshot_id", sub.SnapshotID(), "peer", peer)
 	_, pub, subPort := a.Ports()
 	return subscribeReply(p2p, pub, subPort)
@@ -147,11 +149,11 @@ func (a *App) expire(ctx context.Context, now time.Time, timeout time.Duration) 
 		if now.Sub(last) <= timeout || st.remove(c.p2p) != c {
 			continue
 		}
-		st.expired.Add(1)
-		if err := st.end(ctx, c); err != nil {
+		msg := fmt.Sprintf("subscription expired: no heartbeat for %s", now.Sub(last).Round(time.Millisecond))
+		if err := st.end(ctx, c, msg); err != nil {
 			log.Warn("ending a subscription", "topic", c.p2p, "error", err)
 		}
-		st.logEnd(log, c, fmt.Sprintf("subscription expired: no heartbeat for %s", now.Sub(last).Round(time.Millisecond)))
+		st.expired.Add(1) // after the line with the totals, which tests wait for
 	}
 }
 

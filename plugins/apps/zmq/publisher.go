@@ -35,9 +35,11 @@ type pubLoop struct {
 // servePub runs the pub loop until ctx ends, and closes the socket. It
 // waits on the Go channel the sinks feed, not in zmq: a handoff between
 // goroutines is cheaper than waking a thread blocked in zmq_poll, and a
-// goroutine blocked in a cgo call would hold a P. The socket's subscription
-// events are read on a timer: every eventPeriod, or every retryPeriod while
-// frames wait for an app to connect or for room in its queue.
+// goroutine blocked in a cgo call would hold a P. Posted events (snapshot
+// requests, ends of subscriptions) come beside that channel, with word on
+// s.wake. The socket's subscription events are read on a timer: every
+// eventPeriod, or every retryPeriod while frames wait for an app to connect
+// or for room in its queue.
 func (s *state) servePub(ctx context.Context, xpub *zmq4.Socket) error {
 	defer func() { _ = xpub.Close() }()
 	l := &pubLoop{s: s, xpub: xpub, gen: s.gen.Add(1), filters: map[string]int{},
@@ -50,6 +52,8 @@ func (s *state) servePub(ctx context.Context, xpub *zmq4.Socket) error {
 		case f := <-s.out:
 			l.handle(f)
 			l.drain(outBatch - 1)
+		case <-s.wake:
+			s.serveEvents(l)
 		case <-timer.C:
 			// Subscription events only on the timer: reading them costs a
 			// cgo call, too much for every frame, and a busy channel does
@@ -66,6 +70,7 @@ func (s *state) servePub(ctx context.Context, xpub *zmq4.Socket) error {
 		case <-ctx.Done():
 			// Hand zmq what is already here; the socket's linger sends it.
 			l.drain(cap(s.out))
+			s.serveEvents(l)
 			l.retry()
 			return nil
 		}
@@ -123,23 +128,13 @@ func (l *pubLoop) handle(f outFrame) {
 	c := f.c
 	l.touch(c)
 	if f.data == nil { // the subscription ended
-		n := len(c.pending) - c.head
-		for _, p := range c.pending[c.head:] {
-			p.data.recycle()
-		}
-		c.pending, c.head = nil, 0
 		delete(l.blocked, c)
 		delete(l.waiting, c)
-		if n > 0 {
-			c.discarded.Add(uint64(n))
-			l.s.release(c, int64(n))
-		}
+		l.s.endHeld(c)
 		return
 	}
 	if c.closed.Load() {
-		c.discarded.Add(1)
-		l.s.release(c, 1)
-		f.data.recycle()
+		l.s.discard(c, f)
 		return
 	}
 	if !c.connected || c.head < len(c.pending) || !l.send(f) {

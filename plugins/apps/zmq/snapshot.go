@@ -24,8 +24,9 @@ const (
 // subscribed here except the one that asked, on "<p2p>snapshotrequest".
 // Their envelopes come back on the SUB socket and are published, and the bus
 // routes each body to the requester. Apps that are not connected yet get the
-// request once they are; an app holding max_pending messages already is
-// skipped (and counted).
+// request once they are, and so do apps while the app's sockets are closed
+// (a restart); an app holding max_pending messages already is skipped (and
+// counted).
 func (a *App) Snapshot(_ context.Context, req plugins.SnapshotRequest, _ func(body []byte) error) error {
 	st := a.st
 	if st == nil {
@@ -41,9 +42,11 @@ func (a *App) Snapshot(_ context.Context, req plugins.SnapshotRequest, _ func(bo
 		if c.sub.SnapshotID() == req.ID {
 			continue // the requester
 		}
-		if st.offer(c, frame(c.p2p, "snapshotrequest", r.Raw)) {
+		f := frame(c.p2p, "snapshotrequest", r.Raw)
+		if st.offer(c, f) {
 			sent++
 		} else {
+			f.recycle()
 			c.snapshotSkipped.Add(1)
 			skipped++
 		}

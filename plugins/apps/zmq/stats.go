@@ -68,6 +68,10 @@ func (a *App) Stats() Stats {
 }
 
 func (c *client) stats() SubscriptionStats {
+	var bus plugins.SubscriptionStats
+	if c.sub != nil { // nil: the bus ended the subscription before it was registered
+		bus = c.sub.Stats()
+	}
 	return SubscriptionStats{
 		Topic:                   c.p2p,
 		Topics:                  c.topics,
@@ -76,7 +80,7 @@ func (c *client) stats() SubscriptionStats {
 		Discarded:               c.discarded.Load(),
 		SnapshotRequestsSkipped: c.snapshotSkipped.Load(),
 		EchoesSuppressed:        c.echoes.Load(),
-		Bus:                     c.sub.Stats(),
+		Bus:                     bus,
 	}
 }
 

@@ -197,7 +197,10 @@ func (a *App) Run(ctx context.Context, bus plugins.Bus) error {
 	}
 	select {
 	case st.running <- struct{}{}:
-		defer func() { <-st.running }()
+		defer func() {
+			<-st.running
+			st.serveIdle() // what was posted after our last look
+		}()
 	case <-ctx.Done():
 		return nil // an earlier Run has not let go yet, and we are asked to stop
 	}
@@ -249,6 +252,10 @@ func (a *App) Run(ctx context.Context, bus plugins.Bus) error {
 	}
 	<-runCtx.Done()
 	wg.Wait()
+	// The loops are gone: what the manage loop ended after the pub loop's
+	// last look is discarded and logged here.
+	st.serveEvents(nil)
+	st.finishAll()
 	if err := zctx.Term(); err != nil {
 		log.Warn("terminating the zmq context", "error", err)
 	}
@@ -433,12 +440,19 @@ type state struct {
 	maxPending int64
 
 	mu      sync.Mutex
-	clients map[string]*client // by private topic
+	clients map[string]*client   // by private topic
+	events  []outFrame           // posted for the holder of the frames: snapshot requests, ends
+	ending  map[*client]struct{} // ended, totals not logged yet
 
-	running chan struct{} // one Run at a time
+	// running is held by the one Run at a time, and with it the clients'
+	// held frames (client.pending and what goes with it), which its pub
+	// loop handles; between Runs serveIdle takes it for a moment to handle
+	// posted events.
+	running chan struct{}
 
-	out chan outFrame // sinks → the pub loop
-	gen atomic.Uint64
+	out  chan outFrame // sinks → the pub loop
+	wake chan struct{} // events were posted
+	gen  atomic.Uint64
 
 	ports     [3]atomic.Int32 // manage, pub, sub
 	listening atomic.Bool
@@ -459,8 +473,10 @@ func newState(maxPending int) *state {
 	return &state{
 		maxPending: int64(maxPending),
 		clients:    map[string]*client{},
+		ending:     map[*client]struct{}{},
 		running:    make(chan struct{}, 1),
 		out:        make(chan outFrame, 4096),
+		wake:       make(chan struct{}, 1),
 		snapshots:  newIDSet(snapshotMemory, snapshotIDs),
 		echoes:     newEchoTable(echoMemory, echoEntries),
 		rejected:   newTally(),
