@@ -66,8 +66,11 @@ type Backbone struct {
 	cfg *settings
 	lg  atomic.Pointer[slog.Logger]
 
-	mu  sync.Mutex
-	run *run
+	// life serialises Start and Stop: Start no longer holds mu while it
+	// joins (up to etcd.dial_timeout), so that Status and Ready answer.
+	life sync.Mutex
+	mu   sync.Mutex
+	run  *run
 
 	// Totals over every run, by reason.
 	dropMu  sync.Mutex
@@ -150,29 +153,54 @@ type memberView struct {
 func (r *run) log() *slog.Logger { return r.b.logger() }
 
 // Start implements plugins.Backbone: it starts this member and returns once
-// it has joined the cluster provider (peers may still be on their way).
+// it has joined the cluster provider (peers may still be on their way). With
+// etcd, it gives up when etcd has not answered within etcd.dial_timeout.
 func (b *Backbone) Start(_ context.Context, deliver func(*messages.Envelope)) error {
 	if b.cfg == nil {
 		if err := b.Init(); err != nil {
 			return &plugins.ConfigError{Err: err}
 		}
 	}
+	b.life.Lock()
+	defer b.life.Unlock()
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.run != nil {
+		b.mu.Unlock()
 		return errStarted
 	}
 	r := &run{b: b, deliver: deliver, members: map[string]memberView{}, peers: map[string]*peer{},
 		state: "joining", rejoin: make(chan rejoinReq, 1), stop: make(chan struct{})}
+	// In place while it joins, so that Status and Ready say "joining".
+	b.run = r
+	b.mu.Unlock()
 	m, err := r.startMember()
 	if err != nil {
+		b.mu.Lock()
+		b.run = nil
+		b.mu.Unlock()
+		r.discard()
 		return fmt.Errorf("cluster: %w", err)
 	}
 	r.log().Info("joined cluster", "member", m.id, "address", m.address, "cluster", b.ClusterName, "provider", b.Provider)
 	r.keeperWG.Add(1)
 	go r.keeper()
-	b.run = r
 	return nil
+}
+
+// discard ends a run whose member did not join: the senders of the peers
+// the provider reported meanwhile stop (nothing was queued for them: Start
+// had not returned).
+func (r *run) discard() {
+	r.mu.Lock()
+	r.stopped = true
+	peers := r.peers
+	r.peers = map[string]*peer{}
+	r.mu.Unlock()
+	close(r.stop)
+	for _, p := range peers {
+		close(p.stop)
+		<-p.stopped
+	}
 }
 
 // Publish implements plugins.Backbone: the envelope is delivered locally at
@@ -185,21 +213,39 @@ func (b *Backbone) Publish(_ context.Context, env *messages.Envelope) error {
 		return errStopped
 	}
 	r.deliver(env)
+	size := forwardSize(env)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range r.peers {
-		if !p.q.push(env) {
-			p.drop("overflow", 1)
-			b.drop("overflow", 1)
+		var reason string
+		switch {
+		case size > maxForwardBytes:
+			reason = "too_large" // a Forward of it alone would not fit
+		case !p.q.push(env, size):
+			reason = "overflow"
+		default:
+			continue
 		}
+		p.logDrop(r.log(), reason, 1)
+		b.drop(reason, 1)
 	}
 	return nil
 }
 
+// leaveGrace is the least time a member waits for etcd as it leaves, even
+// when the stop deadline has passed (peers that did not acknowledge took
+// it): enough to deregister from a healthy etcd, so that peers drop this
+// member at once rather than when its lease expires.
+const leaveGrace = 250 * time.Millisecond
+
 // Stop implements plugins.Backbone: it waits, within ctx, until every peer
 // has acknowledged what was queued for it, then leaves the cluster. What is
-// still unacknowledged then is counted as dropped and reported.
+// still unacknowledged then is counted as dropped and reported. It returns
+// within ctx's deadline and leaveGrace, even while a peer or etcd does not
+// answer.
 func (b *Backbone) Stop(ctx context.Context) error {
+	b.life.Lock()
+	defer b.life.Unlock()
 	b.mu.Lock()
 	r := b.run
 	b.run = nil
@@ -218,6 +264,7 @@ wait:
 		case <-tick.C:
 		}
 	}
+	// The keeper gives up a rejoin in progress when stop closes.
 	close(r.stop)
 	r.keeperWG.Wait()
 	r.mu.Lock()
@@ -228,6 +275,7 @@ wait:
 	r.peers = map[string]*peer{}
 	r.mu.Unlock()
 	left := map[string]int{}
+	// A sender waiting for an ack stops waiting when its peer's stop closes.
 	for _, p := range peers {
 		close(p.stop)
 	}
@@ -238,9 +286,17 @@ wait:
 			p.drop("shutdown", uint64(n))
 			b.drop("shutdown", uint64(n))
 		}
+		p.flushDrops(r.log())
 	}
 	if m != nil {
-		m.stop()
+		leaveBy := time.Now().Add(max(b.cfg.etcdDial, leaveGrace))
+		if dl, ok := ctx.Deadline(); ok {
+			leaveBy = dl
+		}
+		if soon := time.Now().Add(leaveGrace); leaveBy.Before(soon) {
+			leaveBy = soon
+		}
+		m.stop(leaveBy, nil)
 	}
 	for id, n := range left {
 		errs = append(errs, fmt.Errorf("cluster: %d messages not acknowledged by member %s before the stop deadline (dropped)", n, id))
@@ -270,8 +326,11 @@ func (b *Backbone) Ready() error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mem == nil {
+	if r.mem == nil && r.state == "rejoining" {
 		return fmt.Errorf("cluster: rejoining: %s", r.reason)
+	}
+	if r.mem == nil {
+		return fmt.Errorf("cluster: joining cluster %q", r.b.ClusterName)
 	}
 	if !r.hasMember(r.mem.id) {
 		return fmt.Errorf("cluster: member %s has not joined cluster %q yet", r.mem.id, r.b.ClusterName)
@@ -351,6 +410,7 @@ func (r *run) onTopology(m *member, t *cluster.ClusterTopology) {
 		n := p.q.clear()
 		p.drop("peer_left", uint64(n))
 		r.b.drop("peer_left", uint64(n))
+		p.flushDrops(r.log())
 		r.log().Warn("peer left the cluster; its queue is dropped", "member", m.id, "peer", id, "address", p.address, "dropped", n)
 	}
 }
@@ -416,12 +476,23 @@ func (r *run) keeper() {
 			r.state = "rejoining"
 			r.mu.Unlock()
 			r.clearMember(cur)
-			cur.stop()
+			// Leaving and joining give up when Stop closes r.stop.
+			cur.stop(time.Now().Add(max(r.b.cfg.etcdDial, leaveGrace)), r.stop)
 			for attempt := 1; ; attempt++ {
+				select {
+				case <-r.stop:
+					return
+				default:
+				}
 				m, err := r.startMember()
 				if err == nil {
 					r.log().Warn("rejoined the cluster", "member", m.id, "previous", cur.id, "address", m.address)
 					break
+				}
+				select {
+				case <-r.stop: // given up because the backbone stops
+					return
+				default:
 				}
 				r.log().Error("rejoin failed; retrying", "attempt", attempt, "error", err)
 				r.mu.Lock()
@@ -439,7 +510,8 @@ func (r *run) keeper() {
 
 // Status is the backbone's state for /api/v1/status and /metrics.
 type Status struct {
-	// Member is this member's current incarnation (empty while rejoining).
+	// Member is this member's current incarnation and Address where it
+	// listens: both empty until it listens, and while rejoining.
 	Member  string `json:"member"`
 	Address string `json:"address"`
 	Cluster string `json:"cluster"`
@@ -465,8 +537,9 @@ type Status struct {
 	// delivered twice.
 	Resent uint64 `json:"resent"`
 	// Dropped totals the peers' drops since the process started, by reason:
-	// "overflow" (a peer's queue was full), "peer_left" (queued for a member
-	// that left), "shutdown" (unacknowledged at the stop deadline),
+	// "overflow" (a peer's queue was full), "too_large" (an envelope over
+	// 3 MiB, delivered on this member only), "peer_left" (queued for a
+	// member that left), "shutdown" (unacknowledged at the stop deadline),
 	// "refused" (the peer rejected the batch).
 	Dropped map[string]uint64 `json:"dropped"`
 }
@@ -515,7 +588,7 @@ func (b *Backbone) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st.State, st.Reason = r.state, r.reason
-	if r.mem != nil {
+	if r.mem != nil && r.mem.address != "" {
 		st.Member, st.Address = r.mem.id, r.mem.address
 	}
 	for _, v := range r.members {

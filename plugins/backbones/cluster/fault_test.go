@@ -96,7 +96,10 @@ func TestKillUnderLoad(t *testing.T) {
 
 // TestPauseRejoin: a member stopped with SIGSTOP long enough to be evicted
 // detects the eviction after SIGCONT and rejoins by itself, under a new id;
-// it then receives new messages, and delivers nothing twice.
+// it then receives new messages, and delivers nothing twice. While it
+// rejoins, its Status never names a member without its address (it named
+// the new id for a second before the address, which was written without
+// the lock Status reads it under).
 func TestPauseRejoin(t *testing.T) {
 	t.Parallel()
 	ps, _ := startThree(t)
@@ -115,6 +118,18 @@ func TestPauseRejoin(t *testing.T) {
 	// Published while c is out: a and b get these, c does not.
 	during := publishRound(t, []*proc{a, b}, 20, 0, 10)
 	c.Signal(t, syscall.SIGCONT)
+	polls, halfway := 0, 0
+	eventually(t, 60*time.Second, "the paused member to rejoin", func() bool {
+		st, ok := c.tryStatus(5 * time.Second)
+		polls++
+		if ok && st.Member != "" && st.Address == "" {
+			halfway++
+		}
+		return ok && st.Rejoins >= 1 && st.State == "joined"
+	})
+	if halfway > 0 {
+		t.Errorf("%d of %d statuses during the rejoin named a member without an address", halfway, polls)
+	}
 	waitFormed(t, 60*time.Second, a, b, c)
 	after, _ := c.tryStatus(5 * time.Second)
 	if after.Rejoins < 1 || after.Member == before.Member {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +30,37 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	proctest.Cleanup()
 	os.Exit(code)
+}
+
+// envOwnProcess names the test a process of this test binary runs by
+// itself (see inOwnProcess).
+const envOwnProcess = "CLUSTER_TEST_OWN_PROCESS" // not THREATBUS_…: the config loader reads those
+
+// inOwnProcess runs the calling test in a fresh process of this test binary
+// (so under -race too) and reports whether the caller is that process: the
+// test's body runs when it returns true. A test that runs a member in its
+// own process needs one: protoactor's remote sets gRPC's global logger on
+// start, which races with the gRPC goroutines of any remote started before
+// it in the process (README.md). The parent fails when the process does
+// not pass, and logs its output.
+func inOwnProcess(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(envOwnProcess) == t.Name() {
+		return true
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), envOwnProcess+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s in its own process: %v\n%s", t.Name(), err, proctest.Tail(string(out), 8000))
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "_test.go:") { // what the test logged
+			t.Log(strings.TrimSpace(line))
+		}
+	}
+	return false
 }
 
 // freePort returns a TCP port that was free a moment ago.
@@ -207,6 +240,21 @@ func (p *proc) daemonStats(wait time.Duration) (st actors.Stats, ok bool) {
 		return st, json.Unmarshal([]byte(s), &st) == nil
 	case <-time.After(wait):
 		return st, false
+	}
+}
+
+// delivered asks for the number of deliveries so far (counted also with
+// TESTBUS_COUNT_ONLY); ok is false when the process does not answer in time.
+func (p *proc) delivered(wait time.Duration) (n int, ok bool) {
+	if !p.TrySend("#") {
+		return 0, false
+	}
+	select {
+	case s := <-p.count:
+		n, err := strconv.Atoi(s)
+		return n, err == nil
+	case <-time.After(wait):
+		return 0, false
 	}
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -64,7 +65,15 @@ func (r *run) watch(m *member) {
 		answered := false
 		for i, f := range futures {
 			p := peers[i]
-			res, err := f.Result()
+			// A peer that does not answer holds the round up to timeout; a
+			// stop does not wait for it.
+			res, err := m.result(f, m.stopping)
+			if errors.Is(err, errStopping) {
+				for _, f := range futures[i+1:] {
+					m.system.Root.Stop(f.PID())
+				}
+				return
+			}
 			if err == nil {
 				if pr, ok := res.(*PingResponse); ok {
 					answered = true

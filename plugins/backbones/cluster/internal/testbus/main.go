@@ -10,9 +10,10 @@
 // Each line on stdin is either a base64 payload to publish or "?", which
 // prints "STATUS <json>" with the backbone's Status, or "%", which prints
 // "DAEMON <json>" with the daemon's counters, or "#", which prints
-// "COUNT <n>", the number of deliveries so far, "!flood <n>", which
-// publishes n generated indicators and prints "FLOODED <n> <seconds>" (for
-// benchmarks), or "!crash", which crashes
+// "COUNT <n>", the number of deliveries so far, "!flood <n> [<pad>]", which
+// publishes n generated indicators (each with an x_pad property of pad
+// bytes, when given) and prints "FLOODED <n> <seconds>" (for benchmarks and
+// large messages), or "!crash", which crashes
 // the backbone actor (fault injection must be enabled): the bus restarts
 // it, which stops and starts the backbone in this process. SIGTERM or SIGINT drains
 // and stops the bus; at exit it prints "STATS <json>" with the backbone's
@@ -200,18 +201,29 @@ func init() {
 }
 
 // flood publishes n distinct indicators as fast as the bus takes them,
-// then prints "FLOODED <n> <seconds>".
-func flood(ctx context.Context, bus plugins.Bus, arg string) {
-	n, err := strconv.Atoi(arg)
-	if err != nil || n < 1 {
-		bus.Logger().Error("flood: want a count", "arg", arg)
+// then prints "FLOODED <n> <seconds>". args is "<n>" or "<n> <pad>": each
+// indicator then carries an x_pad string of pad bytes.
+func flood(ctx context.Context, bus plugins.Bus, args string) {
+	f := strings.Fields(args)
+	n, pad, err := 0, 0, fmt.Errorf("%d fields", len(f))
+	if len(f) == 1 || len(f) == 2 {
+		n, err = strconv.Atoi(f[0])
+	}
+	if err == nil && len(f) == 2 {
+		pad, err = strconv.Atoi(f[1])
+	}
+	if err != nil || n < 1 || pad < 0 {
+		bus.Logger().Error("flood: want a count and an optional pad size", "args", args)
 		return
 	}
 	payloads := make([][]byte, n)
 	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range payloads {
-		ind, err := stix.NewIndicator(fmt.Sprintf("[ipv4-addr:value = '10.%d.%d.%d']", i>>16&255, i>>8&255, i&255), from,
-			stix.WithProperty("x_seq", json.RawMessage(strconv.Itoa(i))))
+		opts := []stix.Option{stix.WithProperty("x_seq", json.RawMessage(strconv.Itoa(i)))}
+		if pad > 0 {
+			opts = append(opts, stix.WithProperty("x_pad", json.RawMessage(strconv.Quote(strings.Repeat("a", pad)))))
+		}
+		ind, err := stix.NewIndicator(fmt.Sprintf("[ipv4-addr:value = '10.%d.%d.%d']", i>>16&255, i>>8&255, i&255), from, opts...)
 		if err != nil {
 			bus.Logger().Error("flood", "error", err)
 			return
