@@ -64,7 +64,7 @@ func leaves(prefix []string, v any) []leaf {
 	return out
 }
 
-// envName is the variable that overrides key: THREATBUS_APPS_ZMQ_PORT.
+// envName is the variable that overrides key: THREATBUS_APPS_ZMQ_MANAGE.
 func envName(key []string) string {
 	s := strings.ToUpper(strings.Join(key, "_"))
 	return EnvPrefix + strings.NewReplacer("-", "_", ".", "_").Replace(s)
