@@ -221,11 +221,18 @@ func runBus(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	log.Info("stopping: draining in-flight messages; signal again to exit at once", "signal", sig.String(), "deadline", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if adm != nil {
-		_ = adm.Shutdown(ctx)
-	}
+	// The admin server keeps answering during the drain (readyz, status,
+	// metrics show how it goes) and is closed once the bus has stopped:
+	// waiting for its open requests (a pprof profile, say) first would take
+	// the drain's time, and hold up a second signal.
 	stopped := make(chan error, 1)
-	go func() { stopped <- d.Stop(ctx) }()
+	go func() {
+		err := d.Stop(ctx)
+		if adm != nil {
+			_ = adm.Close()
+		}
+		stopped <- err
+	}()
 	select {
 	case err := <-stopped:
 		if err != nil {

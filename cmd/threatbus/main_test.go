@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -316,5 +317,44 @@ func TestGCPercent(t *testing.T) {
 	tuneGC()
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Fatalf("GOGC set: gc percent changed to %d", got)
+	}
+}
+
+// TestOpenAdminRequestDoesNotHoldTheStop: an admin request that takes long
+// (a CPU profile, as `go tool pprof …/profile?seconds=60` asks for) neither
+// uses up the drain's time nor delays the exit: the admin server closes
+// once the bus has stopped.
+func TestOpenAdminRequestDoesNotHoldTheStop(t *testing.T) {
+	signals := make(chan os.Signal, 2)
+	done := make(chan int, 1)
+	var errb bustest.SyncBuffer
+	cfg := writeFile(t, "[bus]\ndrain_timeout = \"8s\"\n[admin]\nlisten = \"127.0.0.1:0\"\npprof = true\n")
+	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
+	waitFor(t, func() bool { return strings.Contains(errb.String(), "threatbus started") })
+	m := regexp.MustCompile(`admin server listening.* addr=(\S+)`).FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("no admin address logged:\n%s", errb.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+m[1]+"/debug/pprof/profile?seconds=60", nil)
+	inFlight := make(chan struct{})
+	go func() {
+		close(inFlight)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-inFlight
+	time.Sleep(300 * time.Millisecond) // the profile is being taken
+	t0 := time.Now()
+	signals <- syscall.SIGTERM
+	select {
+	case code := <-done:
+		if code != exitOK || time.Since(t0) > 3*time.Second {
+			t.Fatalf("exit %d after %v with a profile being taken (drain_timeout 8s)\n%s", code, time.Since(t0), errb.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after SIGTERM")
 	}
 }

@@ -100,6 +100,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Shutdown stops the server, letting requests in flight finish within ctx.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
+// Close stops the server and ends open requests at once.
+func (s *Server) Close() error { return s.srv.Close() }
+
 func status(ctx context.Context, d *actors.Daemon) (actors.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
