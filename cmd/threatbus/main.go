@@ -135,9 +135,24 @@ func explicitFlag(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
+// parseNoArgs parses flags and refuses anything after them: "check
+// bad.toml" must not validate ./config.toml instead and succeed.
+func parseNoArgs(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected argument %q (the configuration file goes with -c)", fs.Arg(0))
+		fmt.Fprintf(stderr, "threatbus %s: %v\n", fs.Name(), err)
+		fs.Usage()
+		return err
+	}
+	return nil
+}
+
 func check(args []string, stdout, stderr io.Writer) int {
 	fs, path := configFlags("check", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args, stderr); err != nil {
 		return exitUsage
 	}
 	cfg, _, err := loadConfig(*path, true)
@@ -178,7 +193,7 @@ func tuneGC() {
 
 func runBus(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	fs, path := configFlags("run", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args, stderr); err != nil {
 		return exitUsage
 	}
 	cfg, source, err := loadConfig(*path, explicitFlag(fs, "c"))

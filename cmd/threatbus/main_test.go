@@ -358,3 +358,17 @@ func TestOpenAdminRequestDoesNotHoldTheStop(t *testing.T) {
 		t.Fatal("run did not return after SIGTERM")
 	}
 }
+
+// TestRunAndCheckRefuseArguments: "check bad.toml" must not validate
+// ./config.toml instead and succeed.
+func TestRunAndCheckRefuseArguments(t *testing.T) {
+	for _, cmd := range []string{"check", "run"} {
+		// A run that wrongly starts stops at once on the queued signal.
+		signals := make(chan os.Signal, 1)
+		signals <- syscall.SIGTERM
+		code, _, errs := runCLI(t, signals, cmd, "/etc/some.toml")
+		if code != exitUsage || !strings.Contains(errs, `unexpected argument "/etc/some.toml"`) {
+			t.Errorf("%s with an argument: exit %d\n%s", cmd, code, errs)
+		}
+	}
+}

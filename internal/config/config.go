@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -73,6 +75,27 @@ type Admin struct {
 	Listen string `toml:"listen"`
 	// Pprof serves Go's profiler under /debug/pprof/.
 	Pprof bool `toml:"pprof"`
+}
+
+// validate checks listen before anything is started: a bad address found
+// only when the server binds would come after the plugins had started.
+func (a Admin) validate() error {
+	if a.Listen == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port (\"\" turns the server off): %v", a.Listen, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", a.Listen, port)
+	}
+	if host != "" {
+		if err := CheckHost(host); err != nil {
+			return fmt.Errorf("%q: %v", a.Listen, err)
+		}
+	}
+	return nil
 }
 
 // Chaos configures fault injection. Everything here is refused unless
@@ -268,6 +291,9 @@ func Parse(name string, data []byte, environ []string) (*Config, error) {
 	if err := cfg.validateChaos(); err != nil {
 		fail("chaos", "%v", err)
 	}
+	if err := cfg.Admin.validate(); err != nil {
+		fail("admin.listen", "%v", err)
+	}
 	if len(errs) == 0 { // Init sees only well-formed values
 		for _, in := range append(append([]Instance{}, backbones...), cfg.Apps...) {
 			if err := in.Plugin.Init(); err != nil {
@@ -395,9 +421,12 @@ func sortedKeys[V any](m map[string]V) []string {
 // Encode writes the effective configuration as TOML; secrets are redacted.
 func (c *Config) Encode(w io.Writer) error {
 	doc := map[string]any{
-		"logging":   c.Logging,
-		"bus":       c.Bus,
-		"backbones": map[string]any{c.Backbone.Name: c.Backbone.Plugin},
+		"logging":     c.Logging,
+		"bus":         c.Bus,
+		"supervision": c.Supervision,
+		"admin":       c.Admin,
+		"chaos":       c.Chaos,
+		"backbones":   map[string]any{c.Backbone.Name: c.Backbone.Plugin},
 	}
 	if len(c.Apps) > 0 {
 		apps := map[string]any{}

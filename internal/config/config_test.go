@@ -268,3 +268,34 @@ func TestChaosRefusedUnlessEnabled(t *testing.T) {
 		t.Fatalf("chaos: %+v", cfg.Chaos)
 	}
 }
+
+// TestAdminListenValidated: a bad admin address is a configuration error
+// naming admin.listen, found before anything starts.
+func TestAdminListenValidated(t *testing.T) {
+	for _, bad := range []string{"127.0.0.1", "nonsense", "127.0.0.1:99999", "127.0.0.1:http", "bad host!:1"} {
+		_, err := parse(t, "[admin]\nlisten = \""+bad+"\"\n")
+		if err == nil || !strings.Contains(err.Error(), "admin.listen") {
+			t.Errorf("listen %q: %v", bad, err)
+		}
+	}
+	for _, good := range []string{"", "127.0.0.1:13380", ":0", "[::1]:8080", "localhost:9000"} {
+		if _, err := parse(t, "[admin]\nlisten = \""+good+"\"\n"); err != nil {
+			t.Errorf("listen %q: %v", good, err)
+		}
+	}
+}
+
+// TestEncodeHasEverySection: check prints the configuration as loaded,
+// the supervision, admin and chaos tables included.
+func TestEncodeHasEverySection(t *testing.T) {
+	cfg := mustParse(t, "[admin]\nlisten = \"127.0.0.1:23399\"\n[supervision]\nmax_restarts = 3\n", "THREATBUS_ADMIN_PPROF=true")
+	var b strings.Builder
+	if err := cfg.Encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[admin]", `listen = "127.0.0.1:23399"`, "pprof = true", "[supervision]", "max_restarts = 3", "[chaos]"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("encoded configuration lacks %s:\n%s", want, b.String())
+		}
+	}
+}
