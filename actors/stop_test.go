@@ -18,12 +18,15 @@ import (
 
 // startBare starts a bus with app as its only app, and leaves stopping it
 // to the test: these tests look at what Stop returns and counts.
-func startBare(t *testing.T, bb plugins.Backbone, app *feeder) (*actors.Daemon, plugins.Bus) {
+func startBare(t *testing.T, bb plugins.Backbone, app *feeder, edit func(*config.Config)) (*actors.Daemon, plugins.Bus) {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.Backbone = config.Instance{Kind: plugins.KindBackbone, Name: "bb", Plugin: bb}
 	cfg.Apps = []config.Instance{{Kind: plugins.KindApp, Name: "app", Plugin: app}}
 	cfg.Admin.Listen = ""
+	if edit != nil {
+		edit(cfg)
+	}
 	d, err := actors.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +66,7 @@ func dropped(d *actors.Daemon) uint64 {
 // lost with the tree, and counted: delivered and dropped add up to what
 // was published.
 func TestStopCountsWhatMailboxesHeld(t *testing.T) {
-	d, bus := startBare(t, &slowBackbone{delay: 20 * time.Millisecond}, newFeeder(t))
+	d, bus := startBare(t, &slowBackbone{delay: 20 * time.Millisecond}, newFeeder(t), nil)
 	rec := bustest.NewRecorder("sub")
 	sub, err := bus.Subscribe(context.Background(), plugins.SubscribeRequest{Topics: []string{""}, Sink: rec.Sink})
 	if err != nil {
@@ -127,7 +130,7 @@ func (a *feeder) Run(ctx context.Context, bus plugins.Bus) error {
 // nothing uncounted.
 func TestPublishDuringStopIsDeliveredOrCounted(t *testing.T) {
 	app := newFeeder(t)
-	d, bus := startBare(t, &inmem.Backbone{}, app)
+	d, bus := startBare(t, &inmem.Backbone{}, app, nil)
 	rec := bustest.NewRecorder("sub")
 	if _, err := bus.Subscribe(context.Background(), plugins.SubscribeRequest{Topics: []string{""}, Sink: rec.Sink}); err != nil {
 		t.Fatal(err)
@@ -217,18 +220,9 @@ func TestEveryBusMessageSentIsReceived(t *testing.T) {
 // and the subscriber's own stop step, not for the caller's whole deadline;
 // its message is counted.
 func TestDrainEndsAtDrainTimeout(t *testing.T) {
-	bb := &inmem.Backbone{}
-	app := newFeeder(t)
-	cfg := config.Defaults()
-	cfg.Backbone = config.Instance{Kind: plugins.KindBackbone, Name: "bb", Plugin: bb}
-	cfg.Apps = []config.Instance{{Kind: plugins.KindApp, Name: "app", Plugin: app}}
-	cfg.Admin.Listen = ""
-	cfg.Bus.DrainTimeout = config.Duration(300 * time.Millisecond)
-	d, err := actors.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus := <-app.bus
+	d, bus := startBare(t, &inmem.Backbone{}, newFeeder(t), func(c *config.Config) {
+		c.Bus.DrainTimeout = config.Duration(300 * time.Millisecond)
+	})
 	blocked := make(chan struct{}, 1)
 	stuck := func(ctx context.Context, _ *messages.Envelope) error {
 		blocked <- struct{}{}

@@ -122,21 +122,30 @@ func TestRunRejectsBadConfigWithoutStarting(t *testing.T) {
 	}
 }
 
-// TestRunStopsOnSignal: the first signal drains and exits 0.
-func TestRunStopsOnSignal(t *testing.T) {
+// startRun runs `threatbus run` on config text in the test process and
+// returns once it has started: its signal channel, its exit code to come,
+// its log and the admin server's address.
+func startRun(t *testing.T, text string) (chan os.Signal, chan int, *bustest.SyncBuffer, string) {
+	t.Helper()
 	signals := make(chan os.Signal, 2)
 	done := make(chan int, 1)
-	var errb bustest.SyncBuffer
-	cfg := writeFile(t, "[bus]\ndrain_timeout = \"5s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
-	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
+	errb := &bustest.SyncBuffer{}
+	cfg := writeFile(t, text)
+	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, errb, signals) }()
 	waitFor(t, func() bool { return strings.Contains(errb.String(), "threatbus started") })
-
-	// `threatbus status` reads the running bus through its admin server.
 	m := regexp.MustCompile(`admin server listening.* addr=(\S+)`).FindStringSubmatch(errb.String())
 	if m == nil {
 		t.Fatalf("no admin address logged:\n%s", errb.String())
 	}
-	code, out, errs := runCLI(t, nil, "status", "--admin", m[1])
+	return signals, done, errb, m[1]
+}
+
+// TestRunStopsOnSignal: the first signal drains and exits 0.
+func TestRunStopsOnSignal(t *testing.T) {
+	signals, done, errb, admin := startRun(t, "[bus]\ndrain_timeout = \"5s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
+
+	// `threatbus status` reads the running bus through its admin server.
+	code, out, errs := runCLI(t, nil, "status", "--admin", admin)
 	if code != exitOK || !strings.Contains(out, "PLUGIN") || !strings.Contains(out, "inmem") || !strings.Contains(out, "ready") {
 		t.Fatalf("status: %d\n%s\n%s", code, out, errs)
 	}
@@ -325,19 +334,10 @@ func TestGCPercent(t *testing.T) {
 // uses up the drain's time nor delays the exit: the admin server closes
 // once the bus has stopped.
 func TestOpenAdminRequestDoesNotHoldTheStop(t *testing.T) {
-	signals := make(chan os.Signal, 2)
-	done := make(chan int, 1)
-	var errb bustest.SyncBuffer
-	cfg := writeFile(t, "[bus]\ndrain_timeout = \"8s\"\n[admin]\nlisten = \"127.0.0.1:0\"\npprof = true\n")
-	go func() { done <- run([]string{"run", "-c", cfg}, &bytes.Buffer{}, &errb, signals) }()
-	waitFor(t, func() bool { return strings.Contains(errb.String(), "threatbus started") })
-	m := regexp.MustCompile(`admin server listening.* addr=(\S+)`).FindStringSubmatch(errb.String())
-	if m == nil {
-		t.Fatalf("no admin address logged:\n%s", errb.String())
-	}
+	signals, done, errb, admin := startRun(t, "[bus]\ndrain_timeout = \"8s\"\n[admin]\nlisten = \"127.0.0.1:0\"\npprof = true\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+m[1]+"/debug/pprof/profile?seconds=60", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/debug/pprof/profile?seconds=60", nil)
 	inFlight := make(chan struct{})
 	go func() {
 		close(inFlight)
